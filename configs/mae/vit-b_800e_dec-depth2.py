@@ -1,0 +1,3 @@
+# MAE Table 1a: decoder depth 2.
+_base_ = './vit-b_800e.py'
+model = dict(neck=dict(decoder_depth=2))

@@ -1,0 +1,3 @@
+# MAE Table 1b: decoder width 256.
+_base_ = './vit-b_800e.py'
+model = dict(neck=dict(decoder_embed_dims=256))

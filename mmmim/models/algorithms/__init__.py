@@ -1,0 +1,4 @@
+from .emae import EMAE
+from .mae import MAE
+
+__all__ = ['MAE', 'EMAE']

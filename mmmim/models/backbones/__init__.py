@@ -1,0 +1,3 @@
+from .masked_vit import ARCHS, MaskedViT
+
+__all__ = ['MaskedViT', 'ARCHS']

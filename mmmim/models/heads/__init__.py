@@ -1,0 +1,3 @@
+from .reconstruction import ReconstructionHead, patchify, unpatchify
+
+__all__ = ['ReconstructionHead', 'patchify', 'unpatchify']

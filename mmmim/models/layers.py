@@ -1,0 +1,87 @@
+"""Transformer building blocks shared by the encoder, the decoder and the discriminator.
+
+Why our own block rather than mmpretrain's ``TransformerEncoderLayer``: we need a
+key-padding mask in attention (ragged visible sets under per-sample adaptive ratios)
+and a lean fused path (``scaled_dot_product_attention``) for speed. The parameter
+names follow mmpretrain's layer (``ln1``, ``attn.qkv``, ``attn.proj``, ``ln2``,
+``ffn.layers.0.0``, ``ffn.layers.1``) so state dicts load into mmpretrain's
+``VisionTransformer`` unchanged.
+"""
+from typing import Optional, Tuple
+
+import torch
+import torch.nn.functional as F
+from mmcv.cnn.bricks import DropPath
+from torch import Tensor, nn
+
+
+class Attention(nn.Module):
+    """Multi-head self-attention on SDPA. ``key_padding`` ``(N, S)``: True = ignore key."""
+
+    def __init__(self, embed_dims: int, num_heads: int, qkv_bias: bool = True):
+        super().__init__()
+        if embed_dims % num_heads:
+            raise ValueError(f'embed_dims={embed_dims} is not divisible by num_heads={num_heads}')
+        self.num_heads = num_heads
+        self.qkv = nn.Linear(embed_dims, embed_dims * 3, bias=qkv_bias)
+        self.proj = nn.Linear(embed_dims, embed_dims)
+
+    def forward(self, x: Tensor, key_padding: Optional[Tensor] = None) -> Tensor:
+        n, s, d = x.shape
+        q, k, v = self.qkv(x).reshape(n, s, 3, self.num_heads, d // self.num_heads).permute(
+            2, 0, 3, 1, 4).unbind(0)
+        mask = None if key_padding is None else ~key_padding[:, None, None, :]
+        out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+        return self.proj(out.transpose(1, 2).reshape(n, s, d))
+
+
+class FFN(nn.Module):
+    """Linear - GELU - Linear, with mmcv FFN's parameter names (``layers.0.0``, ``layers.1``)."""
+
+    def __init__(self, embed_dims: int, hidden_dims: int):
+        super().__init__()
+        self.layers = nn.Sequential(
+            nn.Sequential(nn.Linear(embed_dims, hidden_dims), nn.GELU()),
+            nn.Linear(hidden_dims, embed_dims))
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.layers(x)
+
+
+class TransformerLayer(nn.Module):
+    """Pre-norm transformer layer: ``x + attn(ln1(x))``, then ``x + ffn(ln2(x))``."""
+
+    def __init__(self, embed_dims: int, num_heads: int, feedforward_channels: int,
+                 drop_path_rate: float = 0., qkv_bias: bool = True, eps: float = 1e-6):
+        super().__init__()
+        self.ln1 = nn.LayerNorm(embed_dims, eps=eps)
+        self.attn = Attention(embed_dims, num_heads, qkv_bias)
+        self.ln2 = nn.LayerNorm(embed_dims, eps=eps)
+        self.ffn = FFN(embed_dims, feedforward_channels)
+        self.drop_path = DropPath(drop_path_rate) if drop_path_rate > 0 else nn.Identity()
+
+    def forward(self, x: Tensor, key_padding: Optional[Tensor] = None) -> Tensor:
+        x = x + self.drop_path(self.attn(self.ln1(x), key_padding))
+        return x + self.drop_path(self.ffn(self.ln2(x)))
+
+
+def sincos_pos_embed(grid_size: Tuple[int, int], dims: int, cls_token: bool = True) -> Tensor:
+    """Fixed 2-D sine-cosine position embedding ``(1, [1 +] h * w, dims)``.
+
+    Half the channels encode the row, half the column; each half is sin/cos of the
+    coordinate at frequencies ``10000 ** (-i / (dims / 4))``. The cls slot is zeros.
+    """
+    if dims % 4:
+        raise ValueError(f'sin-cos position embedding needs embed_dims divisible by 4, got {dims}')
+    h, w = grid_size
+    freqs = 1. / 10000**(torch.arange(dims // 4, dtype=torch.float64) / (dims / 4.))
+    rows, cols = torch.meshgrid(torch.arange(h, dtype=torch.float64),
+                                torch.arange(w, dtype=torch.float64), indexing='ij')
+    parts = []
+    for coord in (cols.flatten(), rows.flatten()):
+        angles = coord[:, None] * freqs[None]
+        parts += [torch.sin(angles), torch.cos(angles)]
+    emb = torch.cat(parts, dim=1).float()
+    if cls_token:
+        emb = torch.cat([torch.zeros(1, dims), emb], dim=0)
+    return emb[None]

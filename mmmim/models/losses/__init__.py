@@ -1,0 +1,3 @@
+from .consistency import ConsistencyLoss
+
+__all__ = ['ConsistencyLoss']

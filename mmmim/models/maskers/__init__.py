@@ -1,0 +1,9 @@
+from .base import BaseMasker, FixedRatio, build_ratio_policy
+from .block import BlockMasker
+from .grid import GridMasker
+from .parallel import ParallelMasker
+from .plan import MaskPlan
+from .random import RandomMasker
+
+__all__ = ['MaskPlan', 'BaseMasker', 'FixedRatio', 'build_ratio_policy', 'RandomMasker',
+           'BlockMasker', 'GridMasker', 'ParallelMasker']
