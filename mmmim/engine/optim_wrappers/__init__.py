@@ -1,0 +1,3 @@
+from .amp import MixedPrecisionOptimWrapper
+
+__all__ = ['MixedPrecisionOptimWrapper']

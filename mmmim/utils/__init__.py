@@ -1,0 +1,8 @@
+from .checkpoint import (MMENGINE_CHECKPOINT_GLOBALS, CheckpointError, CorruptCheckpointError,
+                         UnsafeCheckpointError, install_safe_checkpoint_loading,
+                         load_checkpoint_safely)
+from .dist import setup_cpu_distributed
+
+__all__ = ['MMENGINE_CHECKPOINT_GLOBALS', 'CheckpointError', 'CorruptCheckpointError',
+           'UnsafeCheckpointError', 'install_safe_checkpoint_loading', 'load_checkpoint_safely',
+           'setup_cpu_distributed']

@@ -1,0 +1,125 @@
+"""Config preparation shared by tools/train.py and tools/test.py.
+
+Each helper turns a mistake that mmengine would accept silently, or report far from
+its cause, into an error at start-up that names the problem and the fix.
+"""
+import difflib
+import os.path as osp
+import re
+import zipfile
+
+_OPTIM_WRAPPERS_TO_SWITCH = ('OptimWrapper', 'AmpOptimWrapper', 'MixedPrecisionOptimWrapper')
+
+
+class RegistryLookupError(KeyError):
+    """A config ``type`` is not registered (a KeyError, printed without quotes)."""
+
+    def __str__(self):
+        return str(self.args[0])
+
+
+def check_cfg_options(cfg, options):
+    """Refuse ``--cfg-options`` keys whose parent path does not exist in ``cfg``.
+
+    ``a.b.c=1`` may add ``c`` to an existing ``a.b`` but not create ``a.b``: a typo
+    such as ``optim_wraper.optimizer.lr`` would otherwise be added silently and ignored.
+    Numeric components index lists, as in mmengine (``pipeline.0.scale``).
+    """
+    for key in options or {}:
+        node, parts = cfg._cfg_dict if hasattr(cfg, '_cfg_dict') else cfg, key.split('.')
+        for depth, part in enumerate(parts[:-1]):
+            if isinstance(node, (list, tuple)) and part.isdigit() and int(part) < len(node):
+                node = node[int(part)]
+                continue
+            if isinstance(node, dict) and part in node and isinstance(node[part],
+                                                                      (dict, list, tuple)):
+                node = node[part]
+                continue
+            where = '.'.join(parts[:depth]) or 'the config'
+            if isinstance(node, dict):
+                near = difflib.get_close_matches(part, [str(k) for k in node], n=3, cutoff=0.5)
+                known = near or sorted(map(str, node))[:8]
+                hint = (f'did you mean {", ".join(".".join(parts[:depth] + [k]) for k in near)}?'
+                        if near else f'existing keys under {where}: {", ".join(known)}')
+                what = (f'{where} has no key {part!r}' if part not in node
+                        else f'{".".join(parts[:depth + 1])} is not a dict')
+            else:
+                hint, what = f'{where} is a {type(node).__name__}', f'cannot index it by {part!r}'
+            raise SystemExit(f'error: --cfg-options key {key!r}: {what}; {hint}. Only the last '
+                             f'component of a key may be new (add a whole dict with '
+                             f'key="dict(...)" in the config file instead).')
+
+
+def switch_to_amp(cfg):
+    """``--amp``: use MixedPrecisionOptimWrapper for the optim wrapper, or for every
+    sub-wrapper of a multi-optimizer config (``dict(generator=..., discriminator=...)``).
+    """
+    ow = cfg.get('optim_wrapper')
+    if ow is None:
+        raise SystemExit('error: --amp needs an optim_wrapper in the config')
+    single = 'optimizer' in ow or 'type' in ow
+    subs = [ow] if single else [v for k, v in ow.items()
+                                if k not in ('constructor', 'paramwise_cfg') and isinstance(v, dict)]
+    if not subs:
+        raise SystemExit('error: --amp: optim_wrapper has neither an optimizer nor sub-wrappers')
+    for sub in subs:
+        kind = str(sub.get('type', 'OptimWrapper')).split('.')[-1]
+        if kind not in _OPTIM_WRAPPERS_TO_SWITCH:
+            raise SystemExit(f'error: --amp cannot switch optim wrapper type {kind!r}; set its '
+                             f'mixed-precision options in the config instead')
+        sub['type'] = 'mmmim.MixedPrecisionOptimWrapper'
+    return cfg
+
+
+def check_checkpoint_file(path, what='checkpoint'):
+    """Fail before training if a local checkpoint is missing or truncated.
+
+    torch's zip format keeps its index at the end of the file, so a file cut off
+    while being written cannot be opened as a zip archive.
+    """
+    if path is None or re.match(r'^[a-zA-Z][\w+.-]*://', str(path)):
+        return  # remote: checked when loaded
+    path = osp.expanduser(str(path))
+    if not osp.isfile(path):
+        raise SystemExit(f'error: {what} {path!r} does not exist; check the path')
+    with open(path, 'rb') as f:
+        head = f.read(4)
+    if head[:2] == b'PK':
+        try:
+            zipfile.ZipFile(path).close()
+        except zipfile.BadZipFile:
+            raise SystemExit(f'error: {what} {path!r} is incomplete or corrupt (it was probably '
+                             f'cut off while being written); use the previous checkpoint '
+                             f'instead') from None
+    elif not head:
+        raise SystemExit(f'error: {what} {path!r} is empty; use the previous checkpoint instead')
+
+
+def check_resume_source(cfg):
+    """With ``resume=True``, check the checkpoint that will be loaded: ``load_from``,
+    or the one ``<work_dir>/last_checkpoint`` names (auto resume)."""
+    if cfg.get('resume') and cfg.get('load_from') is None:
+        record = osp.join(cfg.work_dir, 'last_checkpoint')
+        if osp.isfile(record):
+            with open(record) as f:
+                latest = f.read().strip()
+            check_checkpoint_file(latest, f'latest checkpoint (named in {record})')
+    else:
+        check_checkpoint_file(cfg.get('load_from'),
+                              'resume checkpoint' if cfg.get('resume') else 'load_from checkpoint')
+
+
+_NOT_REGISTERED = re.compile(r'^(\S+) is not in the (?:(\S+)::)?(.+?) registry')
+
+
+def explain_registry_error(err):
+    """Reword mmengine's 'X is not in the registry' KeyError; None for other KeyErrors."""
+    found = _NOT_REGISTERED.match(str(err.args[0]) if err.args else '')
+    if not found:
+        return None
+    name, scope, registry = found.groups()
+    return RegistryLookupError(
+        f"type {name!r} is not registered in the {registry!r} registry (scope "
+        f"{scope or 'mmengine'!r}). Check the spelling; a component of another package "
+        f"needs its scope prefix (e.g. 'mmpretrain.{name.split('.')[-1]}'); did you forget "
+        f"custom_imports=dict(imports=['your.module']) for a component of your own?")
