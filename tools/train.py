@@ -1,0 +1,88 @@
+"""Train (pre-train or fine-tune) a model from an mmmim config.
+
+    python tools/train.py CONFIG [--work-dir DIR] [--resume [CKPT]] [--amp]
+        [--auto-scale-lr] [--cfg-options k=v ...] [--launcher {none,pytorch,slurm}]
+    tools/dist_train.sh CONFIG NPROC [...]          # one node, NPROC processes
+"""
+import argparse
+import os
+import os.path as osp
+import sys
+
+sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
+
+import mmmim  # noqa: E402  (checks dependency versions)
+import mmmim.engine  # noqa: E402,F401  (optim wrappers, hooks, safe checkpoint loading)
+from mmengine.config import Config, DictAction  # noqa: E402
+from mmengine.registry import RUNNERS  # noqa: E402
+from mmengine.runner import Runner  # noqa: E402
+from mmmim.utils.dist import setup_cpu_distributed  # noqa: E402
+from mmmim.utils.launch import (check_cfg_options, check_resume_source,  # noqa: E402
+                                explain_registry_error, switch_to_amp)
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description='Train a model with mmmim')
+    parser.add_argument('config', help='config file path')
+    parser.add_argument('--work-dir', help='where logs and checkpoints go '
+                        '(default: ./work_dirs/<config name>)')
+    parser.add_argument('--resume', nargs='?', const='auto', metavar='CKPT',
+                        help='resume from CKPT, or without CKPT from the latest checkpoint '
+                        'in the work dir')
+    parser.add_argument('--amp', action='store_true',
+                        help='mixed precision (bf16 on CPU, fp16 + loss scaling on CUDA)')
+    parser.add_argument('--auto-scale-lr', action='store_true',
+                        help='scale the learning rate by actual / auto_scale_lr.base_batch_size')
+    parser.add_argument('--cfg-options', nargs='+', action=DictAction,
+                        help='override config entries, e.g. train_cfg.max_iters=10 '
+                        'optim_wrapper.optimizer.lr=1e-4; a key\'s parent must exist')
+    parser.add_argument('--launcher', choices=['none', 'pytorch', 'slurm'], default='none')
+    parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
+    args = parser.parse_args(argv)
+    os.environ.setdefault('LOCAL_RANK', str(args.local_rank))
+    return args
+
+
+def build_config(args):
+    cfg = Config.fromfile(args.config)
+    check_cfg_options(cfg, args.cfg_options)
+    if args.cfg_options:
+        cfg.merge_from_dict(args.cfg_options)
+    cfg.launcher = args.launcher
+    if args.work_dir is not None:
+        cfg.work_dir = args.work_dir
+    elif cfg.get('work_dir') is None:
+        cfg.work_dir = osp.join('./work_dirs', osp.splitext(osp.basename(args.config))[0])
+    if cfg.get('default_scope') is None:
+        cfg.default_scope = 'mmmim'
+    if args.amp:
+        switch_to_amp(cfg)
+    if args.resume == 'auto':
+        cfg.resume, cfg.load_from = True, None
+    elif args.resume is not None:
+        cfg.resume, cfg.load_from = True, args.resume
+    if args.auto_scale_lr:
+        if not cfg.get('auto_scale_lr', {}).get('base_batch_size'):
+            raise SystemExit('error: --auto-scale-lr needs auto_scale_lr=dict(base_batch_size=N) '
+                             'in the config (N: the total batch size the lr was tuned for)')
+        cfg.auto_scale_lr.enable = True
+    check_resume_source(cfg)
+    return cfg
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    cfg = build_config(args)
+    setup_cpu_distributed(cfg, args.launcher)
+    try:
+        runner = Runner.from_cfg(cfg) if 'runner_type' not in cfg else RUNNERS.build(cfg)
+        runner.train()
+    except KeyError as e:
+        better = explain_registry_error(e)
+        if better is None:
+            raise
+        raise better from None
+
+
+if __name__ == '__main__':
+    main()
