@@ -144,8 +144,9 @@ def test_unregistered_type_error_names_registry_scope_and_custom_imports(tmp_pat
 
 # ---------------------------------------------------------------- gloo fallback
 @pytest.mark.skipif(torch.cuda.is_available(), reason='tests the no-CUDA path')
-def test_cpu_distributed_fallback(monkeypatch):
-    cfg = Config(dict(env_cfg=dict(dist_cfg=dict(backend='nccl'))))
+@pytest.mark.parametrize('env_cfg', [dict(dist_cfg=dict(backend='nccl', timeout=60)), None])
+def test_cpu_distributed_fallback(monkeypatch, env_cfg):
+    cfg = Config(dict(env_cfg=env_cfg) if env_cfg else dict())
     assert setup_cpu_distributed(cfg, 'none') is False
     for k in ('MASTER_ADDR', 'MASTER_PORT', 'RANK', 'WORLD_SIZE'):
         monkeypatch.delenv(k, raising=False)
@@ -159,6 +160,9 @@ def test_cpu_distributed_fallback(monkeypatch):
         assert torch.distributed.get_backend() == 'gloo'
         assert cfg.env_cfg.dist_cfg.backend == 'gloo'
         assert cfg.model_wrapper_cfg.device_ids is None
+        assert cfg.model_wrapper_cfg.type == 'MMDistributedDataParallel'
+        if env_cfg:
+            assert cfg.env_cfg.dist_cfg.timeout == 60
     finally:
         torch.distributed.destroy_process_group()
 

@@ -55,18 +55,20 @@ def setup_cpu_distributed(cfg, launcher):
     else:
         raise ValueError(f'launcher {launcher!r} is not supported without CUDA; '
                          f"use 'pytorch' (torchrun) or 'slurm'")
-    env_cfg = cfg.setdefault('env_cfg', {})
-    dist_cfg = env_cfg.setdefault('dist_cfg', {})
+    env_cfg = cfg.get('env_cfg') or {}
+    dist_cfg = dict(env_cfg.get('dist_cfg') or {})
     timeout = dist_cfg.get('timeout')
     kwargs = dict(timeout=timedelta(seconds=timeout)) if timeout else {}
     dist.init_process_group('gloo', init_method='env://', **kwargs)
     dist_cfg['backend'] = 'gloo'
+    env_cfg['dist_cfg'] = dist_cfg
+    cfg['env_cfg'] = env_cfg
     wrapper = cfg.get('model_wrapper_cfg') or dict(
         type='MMDistributedDataParallel', broadcast_buffers=False,
         find_unused_parameters=cfg.get('find_unused_parameters', False))
     if 'DistributedDataParallel' in str(wrapper.get('type', '')):
         wrapper.setdefault('device_ids', None)
-    cfg.model_wrapper_cfg = wrapper
+    cfg['model_wrapper_cfg'] = wrapper
     print_log(f'no CUDA: using the gloo backend (rank {dist.get_rank()} of '
               f'{dist.get_world_size()})', logger='current')
     return True
