@@ -4,6 +4,10 @@ Each one is a child of mmpretrain's registry of the same kind (scope ``mmmim``),
 config with ``default_scope='mmmim'`` builds our components by their bare names and
 still reaches mmpretrain's, mmdet's and mmseg's with a scope prefix
 (``mmpretrain.VisionTransformer``, ``mmdet.MaskRCNN``, ``mmseg.UPerHead``).
+
+Each also lists mmpretrain's module of the same kind among its locations: mmengine
+imports only the searched registry's locations, so without it a config naming an
+mmpretrain component (``UniversalVisualizer``, ``PackInputs``) would fail to resolve.
 """
 from mmpretrain.registry import DATA_SAMPLERS as MMPRE_DATA_SAMPLERS
 from mmpretrain.registry import DATASETS as MMPRE_DATASETS
@@ -20,19 +24,21 @@ from mmpretrain.registry import VISBACKENDS as MMPRE_VISBACKENDS
 from mmpretrain.registry import VISUALIZERS as MMPRE_VISUALIZERS
 from mmengine.registry import Registry
 
-MODELS = Registry('model', parent=MMPRE_MODELS, scope='mmmim', locations=['mmmim.models'])
-DATASETS = Registry('dataset', parent=MMPRE_DATASETS, scope='mmmim', locations=['mmmim.datasets'])
-TRANSFORMS = Registry('transform', parent=MMPRE_TRANSFORMS, scope='mmmim', locations=['mmmim.datasets'])
-DATA_SAMPLERS = Registry('data sampler', parent=MMPRE_DATA_SAMPLERS, scope='mmmim', locations=['mmmim.datasets'])
-HOOKS = Registry('hook', parent=MMPRE_HOOKS, scope='mmmim', locations=['mmmim.engine'])
-LOOPS = Registry('loop', parent=MMPRE_LOOPS, scope='mmmim', locations=['mmmim.engine'])
-OPTIMIZERS = Registry('optimizer', parent=MMPRE_OPTIMIZERS, scope='mmmim', locations=['mmmim.engine'])
-OPTIM_WRAPPERS = Registry('optim_wrapper', parent=MMPRE_OPTIM_WRAPPERS, scope='mmmim', locations=['mmmim.engine'])
+MODELS = Registry('model', parent=MMPRE_MODELS, scope='mmmim', locations=['mmmim.models', 'mmpretrain.models'])
+DATASETS = Registry('dataset', parent=MMPRE_DATASETS, scope='mmmim', locations=['mmmim.datasets', 'mmpretrain.datasets'])
+TRANSFORMS = Registry('transform', parent=MMPRE_TRANSFORMS, scope='mmmim', locations=['mmmim.datasets', 'mmpretrain.datasets'])
+DATA_SAMPLERS = Registry('data sampler', parent=MMPRE_DATA_SAMPLERS, scope='mmmim', locations=['mmmim.datasets', 'mmpretrain.datasets'])
+HOOKS = Registry('hook', parent=MMPRE_HOOKS, scope='mmmim', locations=['mmmim.engine', 'mmpretrain.engine'])
+LOOPS = Registry('loop', parent=MMPRE_LOOPS, scope='mmmim', locations=['mmmim.engine', 'mmpretrain.engine'])
+OPTIMIZERS = Registry('optimizer', parent=MMPRE_OPTIMIZERS, scope='mmmim', locations=['mmmim.engine', 'mmpretrain.engine'])
+OPTIM_WRAPPERS = Registry('optim_wrapper', parent=MMPRE_OPTIM_WRAPPERS, scope='mmmim', locations=['mmmim.engine', 'mmpretrain.engine'])
 OPTIM_WRAPPER_CONSTRUCTORS = Registry(
     'optimizer wrapper constructor', parent=MMPRE_OPTIM_WRAPPER_CONSTRUCTORS, scope='mmmim',
-    locations=['mmmim.engine'])
+    locations=['mmmim.engine', 'mmpretrain.engine'])
 PARAM_SCHEDULERS = Registry('parameter scheduler', parent=MMPRE_PARAM_SCHEDULERS, scope='mmmim',
-                            locations=['mmmim.engine'])
-METRICS = Registry('metric', parent=MMPRE_METRICS, scope='mmmim', locations=['mmmim.evaluation'])
-VISUALIZERS = Registry('visualizer', parent=MMPRE_VISUALIZERS, scope='mmmim', locations=['mmmim.engine'])
-VISBACKENDS = Registry('vis_backend', parent=MMPRE_VISBACKENDS, scope='mmmim', locations=['mmmim.engine'])
+                            locations=['mmmim.engine', 'mmpretrain.engine'])
+METRICS = Registry('metric', parent=MMPRE_METRICS, scope='mmmim', locations=['mmmim.evaluation', 'mmpretrain.evaluation'])
+VISUALIZERS = Registry('visualizer', parent=MMPRE_VISUALIZERS, scope='mmmim',
+                       locations=['mmmim.engine', 'mmpretrain.visualization'])
+VISBACKENDS = Registry('vis_backend', parent=MMPRE_VISBACKENDS, scope='mmmim',
+                       locations=['mmmim.engine', 'mmpretrain.visualization'])

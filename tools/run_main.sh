@@ -5,6 +5,6 @@
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 ENV=$(bash tools/setup_env.sh)
-config=${1:-configs/fashion_mnist/mae_vit-mini-p4_5e.py}
+config=${1:-configs/fashion_mnist/mae_vit-mini-p4_4e.py}
 shift || true
 PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" exec "$ENV/bin/python" tools/train.py "$config" "$@"

@@ -1,5 +1,5 @@
 # The default real-data run (CPU, ~10 min on 2 cores):
-#   python tools/train.py configs/fashion_mnist/mae_vit-mini-p4_5e.py
+#   python tools/train.py configs/fashion_mnist/mae_vit-mini-p4_4e.py
 # Leaves in the work dir: the checkpoint, reconstruction.png (masked / reconstruction /
 # reconstruction + visible / original), and linear_probe.json (printed at the end).
 _base_ = [

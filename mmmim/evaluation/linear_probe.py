@@ -12,15 +12,25 @@ from torch import Tensor
 FEATURES = ('cls', 'avg', 'cls+avg')
 
 
+def preprocess_items(model, items) -> Tensor:
+    """Collate dataset items and run the model's data preprocessor: ``(B, C, H, W)``."""
+    from mmengine.dataset import default_collate
+    data = model.data_preprocessor(default_collate(items), False)
+    inputs = data['inputs']
+    return inputs[0] if isinstance(inputs, (list, tuple)) else inputs
+
+
 @torch.no_grad()
 def extract_features(model, dataset, feature: str = 'cls+avg', batch_size: int = 500,
-                     max_items: int = None) -> Tuple[Tensor, Tensor]:
+                     max_items: int = None, bf16: bool = True) -> Tuple[Tensor, Tensor]:
     """Frozen encoder features of every item in an mmengine dataset (no masking).
 
     Args:
         model: an mmmim algorithm (``model.backbone`` a :class:`MaskedViT`).
         dataset: items that pack to ``inputs`` / ``data_samples`` with ``gt_label``.
         feature: 'cls' (the cls token), 'avg' (mean of the patch tokens) or 'cls+avg'.
+        bf16: run the encoder under bf16 autocast (about 2x faster on CPU; the probe
+            itself is fitted in float32).
     Returns:
         ``(features (N, D'), labels (N,))`` as float32 / long CPU tensors.
     """
@@ -32,11 +42,9 @@ def extract_features(model, dataset, feature: str = 'cls+avg', batch_size: int =
     total = len(dataset) if max_items is None else min(max_items, len(dataset))
     for start in range(0, total, batch_size):
         items = [dataset[i] for i in range(start, min(start + batch_size, total))]
-        data = model.data_preprocessor(
-            dict(inputs=[it['inputs'] for it in items],
-                 data_samples=[it['data_samples'] for it in items]), False)
-        img = data['inputs'][0] if isinstance(data['inputs'], (list, tuple)) else data['inputs']
-        latent = model.backbone.encode(model.backbone.embed(img)).float()
+        img = preprocess_items(model, items)
+        with torch.autocast(img.device.type, dtype=torch.bfloat16, enabled=bf16):
+            latent = model.backbone.encode(model.backbone.embed(img)).float()
         parts = {'cls': latent[:, 0], 'avg': latent[:, 1:].mean(1)}
         feats.append(torch.cat([parts[p] for p in feature.split('+')], dim=1).cpu())
         labels.append(torch.as_tensor([int(it['data_samples'].gt_label) for it in items]))

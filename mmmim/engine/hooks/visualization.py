@@ -66,11 +66,8 @@ def reconstruction_grid(model, img: torch.Tensor, seed: Optional[int] = None,
 
 def first_images(model, dataset, num: int) -> torch.Tensor:
     """The first ``num`` items of a dataset, through the model's data preprocessor."""
-    items = [dataset[i] for i in range(min(num, len(dataset)))]
-    data = model.data_preprocessor(dict(inputs=[it['inputs'] for it in items],
-                                        data_samples=[it['data_samples'] for it in items]), False)
-    inputs = data['inputs']
-    return inputs[0] if isinstance(inputs, (list, tuple)) else inputs
+    from mmmim.evaluation import preprocess_items
+    return preprocess_items(model, [dataset[i] for i in range(min(num, len(dataset)))])
 
 
 @HOOKS.register_module()

@@ -1,0 +1,2 @@
+_base_ = './vit-b_800e.py'
+model = dict(backbone=dict(arch='large'))

@@ -1,0 +1,53 @@
+"""Shared fixtures: mmmim's default scope and tiny CPU-sized models."""
+import copy
+
+import pytest
+import torch
+from mmengine.registry import DefaultScope
+
+import mmmim.datasets  # noqa: F401  (registers)
+import mmmim.engine  # noqa: F401
+import mmmim.models  # noqa: F401
+from mmmim.registry import MODELS
+
+
+@pytest.fixture(autouse=True, scope='session')
+def mmmim_scope():
+    if not DefaultScope.check_instance_created('mmmim-tests'):
+        DefaultScope.get_instance('mmmim-tests', scope_name='mmmim')
+    yield
+
+
+TINY_MODEL = dict(
+    type='MAE',
+    data_preprocessor=dict(type='SelfSupDataPreprocessor', mean=[127.5], std=[127.5],
+                           to_rgb=False),
+    backbone=dict(type='MaskedViT',
+                  arch=dict(embed_dims=32, num_layers=2, num_heads=2, feedforward_channels=64),
+                  img_size=32, patch_size=4, in_channels=1),
+    neck=dict(type='MAEDecoder', decoder_embed_dims=24, decoder_depth=1, decoder_num_heads=2),
+    head=dict(type='ReconstructionHead', norm_pix=True),
+    masker=dict(type='RandomMasker', ratio=0.75),
+)
+
+
+def tiny_cfg(**overrides):
+    cfg = copy.deepcopy(TINY_MODEL)
+    for key, value in overrides.items():
+        if isinstance(value, dict) and isinstance(cfg.get(key), dict) and 'type' not in value:
+            cfg[key].update(value)
+        else:
+            cfg[key] = value
+    return cfg
+
+
+def build_tiny(**overrides):
+    torch.manual_seed(0)
+    model = MODELS.build(tiny_cfg(**overrides))
+    model.init_weights()
+    return model
+
+
+@pytest.fixture
+def tiny_model():
+    return build_tiny()
