@@ -17,13 +17,14 @@ from mmengine.config import Config
 from PIL import Image
 
 import mmmim
-from mmmim.utils import load_checkpoint_safely
+from mmmim.utils import UnsafeCheckpointError, load_checkpoint_safely
 from mmmim.utils.dist import setup_cpu_distributed
 from mmmim.utils.launch import (RegistryLookupError, check_cfg_options, check_checkpoint_file,
                                 explain_registry_error)
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 CONFIG = osp.join(REPO, 'tests', 'configs', 'foundation_tiny_mae.py')
+CLS_CONFIG = osp.join(REPO, 'tests', 'configs', 'foundation_tiny_cls.py')
 
 
 def _load_tool(name):
@@ -213,3 +214,40 @@ def test_dist_train_two_cpu_processes(tmp_path, images):
     assert 'Iter(train) [4/4]' in log
     ckpt = load_checkpoint_safely(osp.join(work, 'iter_4.pth'))
     assert ckpt['meta']['iter'] == 4
+
+
+class _Evil:
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return os.system, (f'touch {self.marker}',)
+
+
+def test_test_tool_evaluates_and_refuses_unsafe_checkpoints(tmp_path):
+    rng = np.random.default_rng(1)
+    for cls in ('a', 'b'):
+        os.makedirs(tmp_path / 'data' / cls)
+        for i in range(4):
+            Image.fromarray(rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)).save(
+                tmp_path / 'data' / cls / f'{i}.png')
+    from mmmim.registry import MODELS
+    model = MODELS.build(Config.fromfile(CLS_CONFIG).model)
+    torch.save({'state_dict': model.state_dict(), 'meta': {'iter': 0}}, tmp_path / 'cls.pth')
+    data = f'test_dataloader.dataset.data_root={tmp_path / "data"}'
+    out = tmp_path / 'preds.pkl'
+    rc, log = _run([sys.executable, 'tools/test.py', CLS_CONFIG, str(tmp_path / 'cls.pth'),
+                    '--work-dir', str(tmp_path / 'work'), '--out', str(out),
+                    '--cfg-options', data], cwd=REPO)
+    assert rc == 0, log[-3000:]
+    assert 'accuracy/top1' in log
+    import pickle
+    with open(out, 'rb') as f:
+        assert len(pickle.load(f)) == 8
+
+    marker = tmp_path / 'pwned'
+    torch.save({'state_dict': model.state_dict(), 'x': _Evil(marker)}, tmp_path / 'evil.pth')
+    with pytest.raises(UnsafeCheckpointError, match='evil.pth'):
+        test_tool.main([CLS_CONFIG, str(tmp_path / 'evil.pth'), '--work-dir',
+                        str(tmp_path / 'work'), '--cfg-options', data])
+    assert not marker.exists()
