@@ -166,10 +166,11 @@ def test_missing_file(tmp_path):
         _load_checkpoint(str(tmp_path / 'nope.pth'))
 
 
-@pytest.mark.parametrize('damage', ['truncate', 'empty', 'garbage'])
+@pytest.mark.parametrize('damage', ['half', 'head', 'tail', 'empty', 'garbage', 'text'])
 def test_corrupt_file(mmengine_ckpt, tmp_path, damage):
     data = mmengine_ckpt[1].read_bytes()
-    data = {'truncate': data[:len(data) // 2], 'empty': b'', 'garbage': b'\x00not a checkpoint' * 9}
+    data = {'half': data[:len(data) // 2], 'head': data[:100], 'tail': data[:-10], 'empty': b'',
+            'garbage': b'\x00not a checkpoint' * 9, 'text': b'hello world\n' * 5}
     path = tmp_path / f'{damage}.pth'
     path.write_bytes(data[damage])
     with pytest.raises(CorruptCheckpointError) as err:

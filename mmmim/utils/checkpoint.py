@@ -74,7 +74,8 @@ class CorruptCheckpointError(CheckpointError):
     """The checkpoint file is truncated or not a torch checkpoint."""
 
 
-_UNSAFE_RES = (re.compile(r'GLOBAL (\S+)'), re.compile(r'unrecognized function (.+?)(?: which|$)', re.M),
+_UNSAFE_RES = (re.compile(r'GLOBAL (\S+)'),
+               re.compile(r'unrecognized function (.+?)(?: which|$)', re.M),
                re.compile(r'allowlisted via `add_safe_globals`,? but got (.+?)$', re.M))
 
 
@@ -108,7 +109,10 @@ def load_checkpoint_safely(filename, map_location=None):
                 f'and plain values again (or allow that type with '
                 f'torch.serialization.add_safe_globals).') from None
         raise _corrupt(filename, e) from e
-    except (EOFError, zipfile.BadZipFile, ValueError) as e:
+    except (FileNotFoundError, PermissionError, IsADirectoryError):
+        raise
+    except (EOFError, zipfile.BadZipFile, ValueError, KeyError, OSError) as e:
+        # e.g. a cut-off zip: OSError EINVAL; an empty file: EOFError; text: KeyError
         raise _corrupt(filename, e) from e
     except RuntimeError as e:
         if any(s in str(e) for s in ('PytorchStreamReader', 'zip archive', 'unexpected EOF',

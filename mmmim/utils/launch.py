@@ -26,28 +26,27 @@ def check_cfg_options(cfg, options):
     Numeric components index lists, as in mmengine (``pipeline.0.scale``).
     """
     for key in options or {}:
-        node, parts = cfg._cfg_dict if hasattr(cfg, '_cfg_dict') else cfg, key.split('.')
+        parts, node = key.split('.'), cfg
         for depth, part in enumerate(parts[:-1]):
-            if isinstance(node, (list, tuple)) and part.isdigit() and int(part) < len(node):
-                node = node[int(part)]
-                continue
-            if isinstance(node, dict) and part in node and isinstance(node[part],
-                                                                      (dict, list, tuple)):
+            where = '.'.join(parts[:depth]) or 'the config'
+            if isinstance(node, (list, tuple)):
+                if part.isdigit() and int(part) < len(node):
+                    node = node[int(part)]
+                    continue
+                problem = f'{where} is a list of {len(node)} items; {part!r} is not an index'
+            elif part not in node:
+                near = difflib.get_close_matches(part, list(map(str, node)), n=3, cutoff=0.5)
+                known = ', '.join('.'.join(parts[:depth] + [k]) for k in near or sorted(node)[:8])
+                problem = (f'{where} has no key {part!r}; '
+                           + (f'did you mean {known}?' if near else f'existing keys: {known}'))
+            elif isinstance(node[part], (dict, list, tuple)):
                 node = node[part]
                 continue
-            where = '.'.join(parts[:depth]) or 'the config'
-            if isinstance(node, dict):
-                near = difflib.get_close_matches(part, [str(k) for k in node], n=3, cutoff=0.5)
-                known = near or sorted(map(str, node))[:8]
-                hint = (f'did you mean {", ".join(".".join(parts[:depth] + [k]) for k in near)}?'
-                        if near else f'existing keys under {where}: {", ".join(known)}')
-                what = (f'{where} has no key {part!r}' if part not in node
-                        else f'{".".join(parts[:depth + 1])} is not a dict')
             else:
-                hint, what = f'{where} is a {type(node).__name__}', f'cannot index it by {part!r}'
-            raise SystemExit(f'error: --cfg-options key {key!r}: {what}; {hint}. Only the last '
-                             f'component of a key may be new (add a whole dict with '
-                             f'key="dict(...)" in the config file instead).')
+                problem = f'{".".join(parts[:depth + 1])} is a value, not a dict'
+            raise SystemExit(f'error: --cfg-options key {key!r}: {problem}\n(only the last '
+                             f'component of a key may be new; add new sections in the config '
+                             f'file)')
 
 
 def switch_to_amp(cfg):
@@ -58,8 +57,8 @@ def switch_to_amp(cfg):
     if ow is None:
         raise SystemExit('error: --amp needs an optim_wrapper in the config')
     single = 'optimizer' in ow or 'type' in ow
-    subs = [ow] if single else [v for k, v in ow.items()
-                                if k not in ('constructor', 'paramwise_cfg') and isinstance(v, dict)]
+    subs = [ow] if single else [
+        v for k, v in ow.items() if k not in ('constructor', 'paramwise_cfg') and isinstance(v, dict)]
     if not subs:
         raise SystemExit('error: --amp: optim_wrapper has neither an optimizer nor sub-wrappers')
     for sub in subs:
