@@ -71,6 +71,10 @@ class BaseMasker(nn.Module):
 
     def validate(self, grid_size: Tuple[int, int]) -> None:
         """Check at build time that this masker works on a ``(h, w)`` patch grid."""
+        if getattr(self.ratio_policy, 'per_sample', False) and not self.supports_ragged:
+            raise ValueError(f'{type(self).__name__} cannot give the images of a batch different '
+                             f'visible counts; use a per-batch ratio policy (per_sample=False) '
+                             f'or a masker that supports it (RandomMasker, SalienceMasker)')
         self.ratio_policy.validate(grid_size[0] * grid_size[1])
         self.grid_size = tuple(grid_size)
 

@@ -21,18 +21,32 @@ class ParallelMasker(BaseMasker):
         num_parts (int): ``K`` >= 2 (4 gives MAE's 75% ratio).
         order (dict, optional): a masker config whose token ordering is cut into chunks
             (default: a uniformly random permutation, as in EMAE). Any masker that
-            implements ``order`` works, so a salience ordering can drive the parts.
+            implements ``order`` works, so a salience ordering can drive the parts. Its
+            own ratio is not used (each view masks ``1 - 1/K``); a ratio policy other
+            than a fixed ratio there is refused.
+        split (str): how the ordering is cut. 'contiguous' (default): view ``k`` sees
+            entries ``k*L/K .. (k+1)*L/K - 1`` of the ordering, so with a salience
+            ordering view 0 sees the least salient patches (it is the SBAM mask).
+            'interleaved': view ``k`` sees entries ``k, k+K, k+2K, ...``, so every view
+            gets a mix along the ordering. Equivalent for the default random ordering.
 
     Bad input: ``L`` not divisible by ``K`` raises at build time, listing the valid K.
     """
 
-    def __init__(self, num_parts: int = 4, order: Optional[dict] = None):
+    supports_ragged = False
+    SPLITS = ('contiguous', 'interleaved')
+
+    def __init__(self, num_parts: int = 4, order: Optional[dict] = None,
+                 split: str = 'contiguous'):
         if not isinstance(num_parts, int) or num_parts < 2:
             raise ValueError(f'ParallelMasker: num_parts must be an integer >= 2, got '
                              f'{num_parts!r}; with one part use RandomMasker (plain MAE)')
         super().__init__(FixedRatio(1 - 1 / num_parts))
         self.num_views = num_parts
         self.orderer = MODELS.build(order) if order is not None else None
+        if split not in self.SPLITS:
+            raise ValueError(f'ParallelMasker: split must be one of {self.SPLITS}, got {split!r}')
+        self.split = split
 
     @staticmethod
     def valid_parts(num_patches: int):
@@ -46,6 +60,11 @@ class ParallelMasker(BaseMasker):
                              f'K={self.num_views}; choose K in {{{valid}, ...}}')
         self.grid_size = tuple(grid_size)
         if self.orderer is not None:
+            policy = getattr(self.orderer, 'ratio_policy', None)
+            if policy is not None and not isinstance(policy, FixedRatio):
+                raise ValueError(f'ParallelMasker: each of the K={self.num_views} views masks '
+                                 f'1 - 1/K of the patches, so the ratio policy {policy!r} of '
+                                 f'the order masker would be ignored; remove its ratio key')
             self.orderer.grid_size = tuple(grid_size)
 
     def order(self, tokens: Tensor, n_keep: Tensor) -> Tensor:
@@ -59,7 +78,11 @@ class ParallelMasker(BaseMasker):
         k = self.num_views
         chunk = num_patches // k
         counts = torch.full((batch,), chunk, dtype=torch.long, device=tokens.device)
-        perm = self.order(tokens, counts).reshape(batch, k, chunk)
+        perm = self.order(tokens, counts)
+        if self.split == 'interleaved':  # view v: entries v, v + K, v + 2K, ...
+            perm = perm.reshape(batch, chunk, k).transpose(1, 2)
+        else:
+            perm = perm.reshape(batch, k, chunk)
         # view v lists chunks v, v+1, ..., v-1 (mod K): its own chunk first = visible
         rot = (torch.arange(k, device=tokens.device)[:, None] +
                torch.arange(k, device=tokens.device)[None, :]) % k
