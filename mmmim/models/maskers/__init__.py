@@ -7,3 +7,7 @@ from .random import RandomMasker
 
 __all__ = ['MaskPlan', 'BaseMasker', 'FixedRatio', 'build_ratio_policy', 'RandomMasker',
            'BlockMasker', 'GridMasker', 'ParallelMasker']
+from .adaptive import AdaptiveRatio  # noqa: E402
+from .salience import SalienceMasker, patch_salience, shared_salience  # noqa: E402
+
+__all__ += ['AdaptiveRatio', 'SalienceMasker', 'patch_salience', 'shared_salience']
