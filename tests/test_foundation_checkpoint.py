@@ -12,7 +12,7 @@ from mmengine.runner import Runner
 from mmengine.runner.checkpoint import CheckpointLoader, _load_checkpoint
 
 import mmmim.engine  # noqa: F401  (installs safe loading)
-from mmmim.utils import (MMENGINE_CHECKPOINT_GLOBALS, CorruptCheckpointError,
+from mmmim.utils import (MMENGINE_CHECKPOINT_GLOBALS, CheckpointError, CorruptCheckpointError,
                          UnsafeCheckpointError, install_safe_checkpoint_loading,
                          load_checkpoint_safely)
 
@@ -186,3 +186,12 @@ def test_plain_pickle_protocol_load_still_works(tmp_path):
                pickle_protocol=2)
     ckpt = load_checkpoint_safely(path)
     assert ckpt['meta']['a'] == (1, 2.0, 'x', None) and ckpt['state_dict']['w'].sum() == 2
+
+
+@pytest.mark.filterwarnings('ignore:Detected pickle protocol')
+def test_new_pickle_protocol_is_explained(tmp_path):
+    path = tmp_path / 'p5.pth'
+    torch.save({'w': torch.ones(1)}, path, pickle_protocol=5)
+    with pytest.raises(CheckpointError, match='protocol 4 or newer') as err:
+        load_checkpoint_safely(path)
+    assert not isinstance(err.value, CorruptCheckpointError)

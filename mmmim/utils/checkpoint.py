@@ -108,6 +108,12 @@ def load_checkpoint_safely(filename, map_location=None):
                 f'yourself with torch.load(path, weights_only=False) and save its tensors '
                 f'and plain values again (or allow that type with '
                 f'torch.serialization.add_safe_globals).') from None
+        if 'Unsupported operand 149' in str(e):  # FRAME: pickle protocol >= 4
+            raise CheckpointError(
+                f'checkpoint {filename!r} was saved with pickle protocol 4 or newer, which '
+                f"torch's weights-only loader cannot read; if you trust it, load it with "
+                f'torch.load(path, weights_only=False) and save it again with torch.save '
+                f'(default protocol 2).') from None
         raise _corrupt(filename, e) from e
     except (FileNotFoundError, PermissionError, IsADirectoryError):
         raise
