@@ -1,3 +1,5 @@
 from .linear_probe import extract_features, fit_linear_probe, preprocess_items
+from .robustness import CorruptionError, SubsetAccuracy
 
-__all__ = ['extract_features', 'fit_linear_probe', 'preprocess_items']
+__all__ = ['extract_features', 'fit_linear_probe', 'preprocess_items', 'CorruptionError',
+           'SubsetAccuracy']
