@@ -1,4 +1,5 @@
 """mmmim: masked image modeling (MAE, EMAE, SBAM/AMR, GAN-MAE) on the OpenMMLab stack."""
+import os as _os
 from importlib import metadata as _metadata
 
 from .version import __version__
@@ -43,6 +44,8 @@ def check_dependencies(requirements=_REQUIREMENTS, get_version=_metadata.version
                           'tested environment.')
 
 
-check_dependencies()
+# MMMIM_SKIP_VERSION_CHECK=1 skips the check (for source checkouts without package metadata)
+if _os.environ.get('MMMIM_SKIP_VERSION_CHECK', '0') != '1':
+    check_dependencies()
 
 __all__ = ['__version__', 'check_dependencies']

@@ -1,0 +1,234 @@
+"""Training-step throughput, memory and MFU of any mmmim pre-training config.
+
+    python tools/benchmark.py configs/mae/vit-b_800e.py --batch-size 16 --amp bf16
+    python tools/benchmark.py configs/mae/vit-b_800e.py --amp bf16 --compare mmpretrain
+    python tools/benchmark.py configs/emae/vit-b_800e.py --batch-size 4   # per-view cost
+
+A step is the model's own ``train_step`` (data preprocessor, forward, backward, optimizer
+step) on a synthetic batch, with the optimizer wrapper(s) the config builds, so MAE,
+EMAE, SBAM/AMR and GAN-MAE (two optimizers) are all measured the same way. FLOPs are
+counted once with ``torch.utils.flop_counter`` (matmuls, convolutions and attention;
+forward + backward); MFU is that count per second divided by the matmul rate measured
+in the same run for the same precision. With ``--compare mmpretrain`` the same step of
+mmpretrain's MAE (same architecture, batch, mask ratio and precision) runs alternately
+with ours, so both see the same machine state, and the ratio is printed.
+"""
+import argparse
+import copy
+import os
+import resource
+import statistics
+import sys
+import time
+
+import torch
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def parse_args():
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument('config')
+    p.add_argument('--batch-size', type=int, default=16, help='images per step')
+    p.add_argument('--amp', choices=['fp32', 'bf16', 'fp16'], default='fp32',
+                   help='fp16 needs CUDA; bf16 runs on CPU and CUDA')
+    p.add_argument('--steps', type=int, default=7, help='timed steps (median is reported)')
+    p.add_argument('--warmup', type=int, default=2)
+    p.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu')
+    p.add_argument('--compare', choices=['mmpretrain'], default=None)
+    p.add_argument('--compile', action='store_true', help='torch.compile the model')
+    p.add_argument('--adamw', choices=['default', 'foreach', 'fused'], default='default',
+                   help='AdamW implementation')
+    p.add_argument('--img-size', type=int, default=None, help='override the input size')
+    p.add_argument('--cfg-options', nargs='+', default=[], help='key=value overrides')
+    return p.parse_args()
+
+
+def matmul_rate(dtype, device, n=2048, seconds=1.5):
+    """Sustained FLOP/s of a square matmul of this dtype on this device."""
+    a = torch.randn(n, n, device=device, dtype=dtype)
+    b = torch.randn(n, n, device=device, dtype=dtype)
+    for _ in range(2):
+        a @ b
+    sync(device)
+    count, start = 0, time.perf_counter()
+    while time.perf_counter() - start < seconds:
+        a @ b
+        count += 1
+        if count % 4 == 0:
+            sync(device)
+    sync(device)
+    return 2 * n**3 * count / (time.perf_counter() - start)
+
+
+def sync(device):
+    if str(device).startswith('cuda'):
+        torch.cuda.synchronize()
+
+
+def synthetic_batch(model, batch, img_size, channels, seed=0):
+    from mmpretrain.structures import DataSample
+    g = torch.Generator().manual_seed(seed)
+    return dict(inputs=torch.randint(0, 256, (batch, channels, img_size, img_size),
+                                     generator=g, dtype=torch.uint8),
+                data_samples=[DataSample() for _ in range(batch)])
+
+
+def optim_cfg(cfg_optim, amp, device, adamw):
+    cfg = copy.deepcopy(cfg_optim)
+
+    def patch(wrapper):
+        if amp != 'fp32':
+            wrapper['type'] = 'MixedPrecisionOptimWrapper'
+            wrapper['dtype'] = 'bfloat16' if amp == 'bf16' else 'float16'
+        opt = wrapper.get('optimizer', {})
+        if adamw != 'default' and opt.get('type') == 'AdamW':
+            opt[adamw] = True
+        return wrapper
+
+    if 'optimizer' in cfg:
+        return patch(cfg)
+    for key, value in cfg.items():  # OptimWrapperDict: one wrapper per role
+        if isinstance(value, dict) and 'optimizer' in value:
+            patch(value)
+    return cfg
+
+
+def mmpretrain_mae(model):
+    """mmpretrain's MAE with our model's architecture, patching and mask ratio."""
+    from mmpretrain.registry import MODELS as PRE
+    bb, neck = model.backbone, model.neck
+    if bb.in_channels != 3:
+        raise SystemExit('--compare mmpretrain: mmpretrain MAEViT is RGB only; use an RGB config')
+    layer = bb.layers[0]
+    arch = dict(embed_dims=bb.embed_dims, num_layers=bb.num_layers,
+                num_heads=layer.attn.num_heads,
+                feedforward_channels=layer.ffn.layers[0][0].out_features)
+    dec = neck.decoder_blocks[0]
+    ratio = getattr(model.masker.ratio_policy, 'ratio', 0.75)
+    cfg = dict(
+        type='mmpretrain.MAE',
+        data_preprocessor=copy.deepcopy(model._bench_preprocessor_cfg),
+        backbone=dict(type='mmpretrain.MAEViT', arch=arch, img_size=bb.img_size[0],
+                      patch_size=bb.patch_size, mask_ratio=ratio),
+        neck=dict(type='mmpretrain.MAEPretrainDecoder', num_patches=bb.num_patches,
+                  patch_size=bb.patch_size, in_chans=3, embed_dim=bb.embed_dims,
+                  decoder_embed_dim=neck.decoder_embed.out_features,
+                  decoder_depth=len(neck.decoder_blocks),
+                  decoder_num_heads=dec.attn.num_heads,
+                  mlp_ratio=dec.ffn.layers[0][0].out_features / neck.decoder_embed.out_features),
+        head=dict(type='mmpretrain.MAEPretrainHead', norm_pix=True, patch_size=bb.patch_size,
+                  loss=dict(type='mmpretrain.PixelReconstructionLoss', criterion='L2')))
+    return PRE.build(cfg)
+
+
+class Bench:
+    """One model + its optimizer wrapper(s), stepping on a fixed synthetic batch."""
+
+    def __init__(self, name, model, optim_wrapper_cfg, batch, device, compile_):
+        from mmengine.optim import build_optim_wrapper
+        self.name, self.device = name, device
+        model.init_weights()
+        self.model = model.to(device).train()
+        self.optim = build_optim_wrapper(self.model, optim_wrapper_cfg)
+        self.batch = batch
+        self.step_fn = self.model.train_step
+        if compile_:
+            self.model.forward = torch.compile(self.model.forward)
+        self.times = []
+
+    def step(self, record=True):
+        sync(self.device)
+        start = time.perf_counter()
+        log = self.step_fn(self.batch, self.optim)
+        sync(self.device)
+        if record:
+            self.times.append(time.perf_counter() - start)
+        return log
+
+    def flops(self):
+        from torch.utils.flop_counter import FlopCounterMode
+        counter = FlopCounterMode(display=False)
+        with counter:
+            self.step(record=False)
+        return counter.get_total_flops()
+
+
+def main():
+    args = parse_args()
+    import mmmim  # noqa: F401
+    import mmmim.engine  # noqa: F401
+    import mmmim.models  # noqa: F401
+    from mmengine.config import Config, DictAction  # noqa: F401
+    from mmengine.registry import DefaultScope
+
+    from mmmim.registry import MODELS
+    cfg = Config.fromfile(args.config)
+    if args.cfg_options:
+        opts = {}
+        for item in args.cfg_options:
+            key, value = item.split('=', 1)
+            try:
+                value = eval(value, {}, {})  # numbers, tuples, dicts
+            except Exception:
+                pass
+            opts[key] = value
+        cfg.merge_from_dict(opts)
+    if args.img_size:
+        cfg.model.backbone.img_size = args.img_size
+    DefaultScope.get_instance('benchmark', scope_name=cfg.get('default_scope', 'mmmim'))
+    torch.manual_seed(0)
+    device = args.device
+    if args.amp == 'fp16' and not device.startswith('cuda'):
+        raise SystemExit('--amp fp16 needs a CUDA device; use bf16 on CPU')
+
+    def build_ours():
+        model = MODELS.build(copy.deepcopy(cfg.model))
+        model._bench_preprocessor_cfg = cfg.model.data_preprocessor
+        return model
+
+    ours = build_ours()
+    img = ours.backbone.img_size[0]
+    views = ours.masker.num_views
+    batch = synthetic_batch(ours, args.batch_size, img, ours.backbone.in_channels)
+    ocfg = optim_cfg(cfg.optim_wrapper, args.amp, device, args.adamw)
+    benches = [Bench('mmmim', ours, ocfg, batch, device, args.compile)]
+    if args.compare:
+        theirs = mmpretrain_mae(ours)
+        benches.append(Bench('mmpretrain', theirs, ocfg, batch, device, args.compile))
+
+    dtype = {'fp32': torch.float32, 'bf16': torch.bfloat16, 'fp16': torch.float16}[args.amp]
+    print(f'config: {args.config}\ndevice: {device} '
+          f'({torch.cuda.get_device_name() if device.startswith("cuda") else f"{torch.get_num_threads()} threads"}), '
+          f'precision: {args.amp}, batch: {args.batch_size} images x {views} view(s), '
+          f'compile: {args.compile}, AdamW: {args.adamw}')
+    flops = {b.name: b.flops() for b in benches}
+    for _ in range(args.warmup):
+        for b in benches:
+            b.step(record=False)
+    if device.startswith('cuda'):
+        torch.cuda.reset_peak_memory_stats()
+    for _ in range(args.steps):
+        for b in benches:  # alternate, so both see the same machine state
+            b.step()
+    rate = matmul_rate(dtype, device)
+    print(f'measured {args.amp} matmul rate: {rate / 1e9:.0f} GFLOP/s')
+    rows = {}
+    for b in benches:
+        t = statistics.median(b.times)
+        ips = args.batch_size / t
+        mfu = flops[b.name] / t / rate
+        rows[b.name] = ips
+        print(f'{b.name:>10}: {t * 1000:8.1f} ms/step  {ips:8.2f} img/s  '
+              f'{ips * views:8.2f} views/s  {flops[b.name] / args.batch_size / 1e9:6.2f} GFLOP/img  '
+              f'MFU {mfu * 100:5.1f}%  (min {min(b.times) * 1000:.1f} ms, max {max(b.times) * 1000:.1f} ms)')
+    if args.compare:
+        print(f'ratio mmmim / mmpretrain: {rows["mmmim"] / rows["mmpretrain"]:.3f}x')
+    if device.startswith('cuda'):
+        print(f'peak GPU memory: {torch.cuda.max_memory_allocated() / 2**30:.2f} GiB')
+    else:
+        print(f'peak process memory (RSS): {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20:.2f} GiB')
+
+
+if __name__ == '__main__':
+    main()
