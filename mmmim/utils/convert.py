@@ -9,9 +9,12 @@ layout     where it comes from              block keys (block ``i``)
 ========== ================================ =====================================
 mmmim      mmmim, mmpretrain (= mmpretrain) ``layers.i.{ln1,attn.qkv,attn.proj,ln2,
                                             ffn.layers.0.0,ffn.layers.1}``
-mmseg      mmseg's ``MAE`` / ``BEiT``       as mmmim, but ``attn.q_bias``,
+mmseg      mmseg's ``BEiT`` (``qv_bias``)  as mmmim, but ``attn.q_bias``,
                                             ``attn.v_bias`` (no k bias) and
                                             layer-scale ``gamma_1``/``gamma_2``
+mmseg-mae  mmseg's ``MAE``                  mmmim keys plus layer scales
+                                            ``gamma_1``/``gamma_2`` (and a zero-
+                                            initialised relative-position table)
 timm       timm, official MAE (``model``)   ``blocks.i.{norm1,attn.qkv,attn.proj,
                                             norm2,mlp.fc1,mlp.fc2}``, ``norm``
 vitdet     detectron2 ViTDet                timm names under ``backbone.net.``,
@@ -41,7 +44,7 @@ __all__ = ['LAYOUTS', 'CheckpointMismatchError', 'extract_state_dict', 'select_b
            'detect_layout', 'to_mmmim', 'from_mmmim', 'interpolate_pos_embed',
            'match_state_dict', 'load_vit_checkpoint', 'convert_checkpoint']
 
-LAYOUTS = ('mmmim', 'mmpretrain', 'mmseg', 'timm', 'mae', 'vitdet')
+LAYOUTS = ('mmmim', 'mmpretrain', 'mmseg', 'mmseg-mae', 'timm', 'mae', 'vitdet')
 _ALIASES = {'mmpretrain': 'mmmim', 'mae': 'timm'}
 _PATCH_KEYS = ('patch_embed.projection.weight', 'patch_embed.proj.weight')
 HOW_TO_CONVERT = ('convert it with `python tools/convert_checkpoint.py IN OUT --img-size H W '
@@ -147,6 +150,8 @@ def _timm_to_mmmim(sd) -> Tuple[Dict, List[str]]:
         if key.startswith('blocks.'):
             _, idx, rest = key.split('.', 2)
             new = _rename(rest, _TIMM_BLOCK)
+            if new is None and _is_trained_rel_pos(rest, value):
+                new = rest
             new = None if new is None else f'layers.{idx}.{new}'
         else:
             new = _rename(key, _TIMM_TOP)
@@ -155,6 +160,14 @@ def _timm_to_mmmim(sd) -> Tuple[Dict, List[str]]:
         else:
             out[new] = value
     return out, dropped
+
+
+def _is_trained_rel_pos(key: str, value: Tensor) -> bool:
+    """A relative-position table a plain ViT cannot hold and that is not all zeros
+    (mmseg's MAE starts from zeros): kept under its name, so that loading reports it as
+    unexpected instead of dropping what it learned."""
+    return (('rel_pos' in key or 'relative_position_bias_table' in key)
+            and torch.is_floating_point(value) and bool(value.abs().max() > 0))
 
 
 def _mmmim_to_timm(sd) -> Tuple[Dict, List[str]]:
@@ -185,7 +198,7 @@ def _mmseg_to_mmmim(sd) -> Tuple[Dict, List[str]]:
             out[base + 'qkv.bias'] = torch.cat([value, torch.zeros_like(value), v_bias])
         elif key.endswith('attn.v_bias'):
             continue
-        elif 'relative_position' in key:
+        elif 'relative_position' in key and not _is_trained_rel_pos(key, value):
             dropped.append(key)
         else:
             out[key] = value.clone()
@@ -199,10 +212,10 @@ def _mmseg_to_mmmim(sd) -> Tuple[Dict, List[str]]:
     return out, dropped
 
 
-def _mmmim_to_mmseg(sd) -> Tuple[Dict, List[str]]:
+def _mmmim_to_mmseg(sd, split_bias: bool = True) -> Tuple[Dict, List[str]]:
     out = OrderedDict()
     for key, value in sd.items():
-        if key.endswith('attn.qkv.bias'):
+        if split_bias and key.endswith('attn.qkv.bias'):
             base, d = key[:-len('qkv.bias')], value.shape[0] // 3
             out[base + 'q_bias'], out[base + 'v_bias'] = value[:d].clone(), value[2 * d:].clone()
         else:
@@ -222,7 +235,7 @@ def to_mmmim(state_dict: Dict[str, Tensor], layout: str) -> Tuple[Dict[str, Tens
         return OrderedDict(state_dict), []
     if layout in ('timm', 'vitdet'):
         return _timm_to_mmmim(state_dict)
-    if layout == 'mmseg':
+    if layout in ('mmseg', 'mmseg-mae'):
         return _mmseg_to_mmmim(state_dict)
     raise ValueError(f'unknown layout {layout!r}; choose from {LAYOUTS}')
 
@@ -243,6 +256,8 @@ def from_mmmim(state_dict: Dict[str, Tensor], layout: str) -> Tuple[Dict[str, Te
         return out, dropped
     if layout == 'mmseg':
         return _mmmim_to_mmseg(state_dict)
+    if layout == 'mmseg-mae':
+        return _mmmim_to_mmseg(state_dict, split_bias=False)
     raise ValueError(f'unknown layout {layout!r}; choose from {LAYOUTS}')
 
 
@@ -303,7 +318,7 @@ def match_state_dict(model_sd: Dict[str, Tensor], ckpt_sd: Dict[str, Tensor],
     bad = [(k, v, model_sd[k]) for k, v in ckpt_sd.items()
            if k in model_sd and v.shape != model_sd[k].shape]
     if bad:
-        lines = [f'  {k}: {source} {_shape(v)} vs model {_shape(m)}' for k, v, m in bad[:12]]
+        lines = [f'  {k}: checkpoint {_shape(v)} vs model {_shape(m)}' for k, v, m in bad[:12]]
         hint = []
         pk = 'patch_embed.projection.weight'
         if pk in ckpt_sd and pk in model_sd:
@@ -320,7 +335,8 @@ def match_state_dict(model_sd: Dict[str, Tensor], ckpt_sd: Dict[str, Tensor],
         raise CheckpointMismatchError(
             f'{source} does not fit the model; {len(bad)} tensor(s) differ in shape:\n'
             + '\n'.join(lines) + ('\n  ...' if len(bad) > 12 else '') + '\n'
-            + ''.join(f'- {h}\n' for h in hint) + f'To load it anyway: {HOW_TO_CONVERT}.')
+            + ''.join(f'- {h}\n' for h in hint) + 'Build the backbone to match the checkpoint; '
+            f'for another layout or input size, {HOW_TO_CONVERT}.')
     optional = set(optional)
     report['missing'] = sorted(k for k in model_sd if k not in ckpt_sd and k not in optional)
     report['unexpected'] = sorted(k for k in ckpt_sd if k not in model_sd)
@@ -392,7 +408,7 @@ def convert_checkpoint(src: str, dst: str, out_layout: str = 'mmmim', backbone: 
     if layout == 'mmmim':
         saved = {'state_dict': OrderedDict(('backbone.' + k, v) for k, v in out.items()),
                  'meta': {'converted_from': osp.basename(src), 'layout': 'mmmim'}}
-    elif layout == 'mmseg':
+    elif layout in ('mmseg', 'mmseg-mae'):
         saved = {'state_dict': out}  # mmseg's MAE/BEiT load backbone-level keys
     elif out_layout == 'mae':
         saved = {'model': out}
