@@ -3,3 +3,4 @@ from .linear_probe import LinearProbeHook
 from .visualization import ReconstructionVisHook, first_images, reconstruction_grid
 
 __all__ = ['LinearProbeHook', 'ReconstructionVisHook', 'reconstruction_grid', 'first_images']
+from .gan_scheme import GANSchemeHook  # noqa: F401

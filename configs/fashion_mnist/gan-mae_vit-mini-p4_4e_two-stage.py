@@ -1,0 +1,9 @@
+# GAN-MAE on Fashion-MNIST, two-stage scheme: MAE for epochs 0-1, discriminator from epoch 2.
+_base_ = ['./gan-mae_vit-mini-p4_4e.py']
+model = dict(scheme='two-stage')
+custom_hooks = [
+    dict(type='GANSchemeHook', switch_epoch=2),
+    dict(type='ReconstructionVisHook', dataset={{_base_.probe_test}}, num_images=8),
+    dict(type='LinearProbeHook', train_dataset={{_base_.probe_train}},
+         test_dataset={{_base_.probe_test}}),
+]

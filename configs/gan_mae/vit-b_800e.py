@@ -1,0 +1,57 @@
+# GAN-MAE ViT-B/16, 800 epochs, ImageNet-1k, batch 4096 (8 GPUs x 512), adversarial scheme,
+# shared backbone (the paper's default and best setting):
+#   tools/dist_train.sh configs/gan_mae/vit-b_800e.py 8
+# Two optim wrappers, one per role, each with its own lr schedule and (with --amp) loss
+# scaler. backbone.* in the checkpoint is the encoder to fine-tune (prefix 'backbone.').
+_base_ = ['../mae/vit-b_800e.py']
+
+model = dict(
+    type='GANMAE',
+    scheme='adversarial',           # 'adversarial' | 'combined' | 'two-stage'
+    two_stage_scheme='adversarial',  # what two-stage runs once the discriminator is on
+    backbone_mode='shared',         # 'shared' | 'generator' | 'discriminator'
+    discriminator_backbone=None,    # separate modes: defaults to a copy of `backbone`
+    discriminator_head=dict(type='PatchDiscriminatorHead'),
+    gamma='adaptive',               # or a number for a fixed adversarial weight
+    gamma_max=1e4,
+    gamma_eps=1e-4,
+    adv_loss='non-saturating',      # or 'minimax'
+    lambda_disc=1.0,                # weight of L_disc in the combined scheme
+    adv_updates_disc_backbone=False,
+)
+
+# lr = 1.5e-4 * batch / 256 for both roles (MAE's recipe; the discriminator uses the same)
+_no_decay = dict(
+    custom_keys={
+        'ln': dict(decay_mult=0.0),
+        'norm': dict(decay_mult=0.0),
+        'bias': dict(decay_mult=0.0),
+        'pos_embed': dict(decay_mult=0.),
+        'mask_token': dict(decay_mult=0.),
+        'cls_token': dict(decay_mult=0.),
+    })
+optim_wrapper = dict(
+    _delete_=True,
+    constructor='GANMAEOptimWrapperConstructor',
+    generator=dict(
+        type='OptimWrapper',
+        optimizer=dict(type='AdamW', lr=1.5e-4 * 4096 / 256, betas=(0.9, 0.95),
+                       weight_decay=0.05)),
+    discriminator=dict(
+        type='OptimWrapper',
+        optimizer=dict(type='AdamW', lr=1.5e-4 * 4096 / 256, betas=(0.9, 0.95),
+                       weight_decay=0.05)),
+    paramwise_cfg=_no_decay)
+# one schedule per role (MAE's: 40 warm-up epochs, then cosine)
+_schedule = [
+    dict(type='LinearLR', start_factor=1e-4, by_epoch=True, begin=0, end=40,
+         convert_to_iter_based=True),
+    dict(type='CosineAnnealingLR', T_max=760, by_epoch=True, begin=40, end=800,
+         convert_to_iter_based=True),
+]
+param_scheduler = dict(_delete_=True, generator=_schedule, discriminator=_schedule)
+
+# GANMAE runs its own two-optimizer step and averages gradients itself
+model_wrapper_cfg = dict(type='GANMAEDistributedDataParallel')
+# start-up checks (optim_wrapper roles, model wrapper); the two-stage switch epoch
+custom_hooks = [dict(type='GANSchemeHook', switch_epoch=None)]
