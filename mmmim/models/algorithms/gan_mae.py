@@ -278,36 +278,52 @@ class GANMAE(MAE):
         vit = self.disc_vit
         return self.disc_head(vit.encode(vit.embed(x_bar)))
 
-    def generator_objective(self, l_mae: Tensor, l_adv: Tensor, pred: Tensor,
+    def generator_losses(self, img: Tensor):
+        """The generator step's forward: ``(plan, l_mae, x_bar, x_in, l_adv)``.
+
+        The discriminator runs on ``x_in``, a detached copy of ``x_bar`` that requires
+        grad, so ``L_adv``'s gradient can be taken with respect to the discriminator's
+        input (and weights) without reaching into the generator's graph;
+        :meth:`generator_objective` carries it on through ``x_bar``.
+        """
+        plan, _, pred = self.reconstruct(img)
+        l_mae = self.head.loss(pred, img, plan)['loss_rec']
+        x_bar = self.corrupt(img, plan, pred)
+        x_in = x_bar.detach().requires_grad_()
+        l_adv = self.disc_head.adversarial_loss(self.discriminate(x_in), plan.mask,
+                                                self.adv_loss)
+        return plan, l_mae, x_bar, x_in, l_adv
+
+    def generator_objective(self, l_mae: Tensor, l_adv: Tensor, x_bar: Tensor, x_in: Tensor,
                             loss_scale: float = 1.0):
         """``(surrogate, gamma)``: ``surrogate`` has the gradient of
         ``L_mae + gamma * L_adv`` with respect to every generator parameter and none with
         respect to the discriminator's (unless ``adv_updates_disc_backbone``).
 
-        ``L_adv`` is back-propagated once, to the predictions ``pred`` (and the shared
-        ViT's weights with ``adv_updates_disc_backbone``); that gradient gives
-        ``grad_W L_adv`` for the adaptive gamma by one more step through the last decoder
-        layer and, scaled by gamma, the generator's gradient, so the discriminator is
-        traversed once. ``loss_scale`` (the fp16 loss scale) keeps these intermediate
-        gradients from underflowing; the results do not depend on it.
+        ``L_adv`` is back-propagated through the discriminator once, to its input
+        ``x_in`` (and to the shared ViT's weights with ``adv_updates_disc_backbone``).
+        That input gradient gives ``grad_W L_adv`` for the adaptive gamma by a step back
+        through ``x_bar`` and the last decoder layer and, scaled by gamma, the generator's
+        gradient. ``loss_scale`` (the fp16 loss scale) keeps these intermediate gradients
+        from underflowing; the results do not depend on it.
         """
         extra = []
         if self.adv_updates_disc_backbone:
             extra = [p for p in self.disc_vit.parameters() if p.requires_grad]
-        grads = torch.autograd.grad(l_adv * loss_scale, [pred] + extra)
+        grads = torch.autograd.grad(l_adv * loss_scale, [x_in] + extra)
         g_adv = grads[0].float() / loss_scale
         if self.gamma == 'adaptive':
             weight = self.neck.decoder_pred.weight
             gw_mae = torch.autograd.grad(l_mae * loss_scale, weight, retain_graph=True)[0]
-            gw_adv = torch.autograd.grad(pred, weight, (g_adv * loss_scale).to(pred.dtype),
+            gw_adv = torch.autograd.grad(x_bar, weight, (g_adv * loss_scale).to(x_bar.dtype),
                                          retain_graph=True)[0]
             ratio = (gw_mae.float().norm() / loss_scale) / (
                 gw_adv.float().norm() / loss_scale + self.gamma_eps)
             gamma = torch.nan_to_num(ratio, nan=0., posinf=self.gamma_max).clamp(
                 0., self.gamma_max).detach()
         else:
-            gamma = torch.tensor(float(self.gamma), device=pred.device)
-        surrogate = l_mae + gamma * (pred.float() * g_adv).sum()
+            gamma = torch.tensor(float(self.gamma), device=x_bar.device)
+        surrogate = l_mae + gamma * (x_bar.float() * g_adv).sum()
         for param, grad in zip(extra, grads[1:]):
             surrogate = surrogate + gamma * (param * (grad.float() / loss_scale)).sum()
         return surrogate, gamma
@@ -345,16 +361,13 @@ class GANMAE(MAE):
     def _adversarial_step(self, img, gen, disc) -> Dict[str, Tensor]:
         # 1. generator step on L_mae + gamma * L_adv; no discriminator weight is updated
         with gen.optim_context(self):
-            plan, _, pred = self.reconstruct(img)
-            l_mae = self.head.loss(pred, img, plan)['loss_rec']
-            x_bar = self.corrupt(img, plan, pred)
-            l_adv = self.disc_head.adversarial_loss(self.discriminate(x_bar), plan.mask,
-                                                    self.adv_loss)
-            surrogate, gamma = self.generator_objective(l_mae, l_adv, pred, _loss_scale(gen))
+            plan, l_mae, x_bar, x_in, l_adv = self.generator_losses(img)
+            surrogate, gamma = self.generator_objective(l_mae, l_adv, x_bar, x_in,
+                                                        _loss_scale(gen))
         self._update(gen, surrogate)
         # 2. discriminator step on this iteration's corrupted image, detached
         with disc.optim_context(self):
-            d_out = self.disc_head.loss(self.discriminate(x_bar.detach()), plan.mask)
+            d_out = self.disc_head.loss(self.discriminate(x_in.detach()), plan.mask)
         self._update(disc, d_out['loss_disc'])
         return self._logs(plan, loss_rec=l_mae, loss_adv=l_adv, gamma=gamma, **d_out,
                           loss=l_mae + gamma * l_adv + d_out['loss_disc'])
