@@ -11,11 +11,11 @@ import mmmim.models  # noqa: F401
 from mmmim.registry import MODELS
 
 
-@pytest.fixture(autouse=True, scope='session')
+@pytest.fixture(autouse=True)
 def mmmim_scope():
-    if not DefaultScope.check_instance_created('mmmim-tests'):
-        DefaultScope.get_instance('mmmim-tests', scope_name='mmmim')
-    yield
+    """Every test starts in mmmim's scope, whatever scope an earlier test left current."""
+    with DefaultScope.overwrite_default_scope('mmmim'):
+        yield
 
 
 TINY_MODEL = dict(

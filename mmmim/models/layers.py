@@ -15,8 +15,25 @@ from mmcv.cnn.bricks import DropPath
 from torch import Tensor, nn
 
 
+def _attention_bf16_cpu(q: Tensor, k: Tensor, v: Tensor, mask: Optional[Tensor]) -> Tensor:
+    """Attention as two batched matmuls and a softmax.
+
+    On CPU in bf16, PyTorch's fused SDPA kernels are several times slower than this for
+    the short sequences of masked pre-training (about 50 visible tokens for ViT-B/16):
+    measured with ``tools/benchmark.py``; fp32 and CUDA keep the fused kernel.
+    """
+    attn = (q * q.shape[-1]**-0.5) @ k.transpose(-2, -1)
+    if mask is not None:
+        attn = attn.masked_fill(~mask, float('-inf'))
+    return attn.softmax(dim=-1) @ v
+
+
 class Attention(nn.Module):
-    """Multi-head self-attention on SDPA. ``key_padding`` ``(N, S)``: True = ignore key."""
+    """Multi-head self-attention. ``key_padding`` ``(N, S)``: True = ignore that key.
+
+    Uses ``scaled_dot_product_attention`` except for bf16 on CPU (see
+    :func:`_attention_bf16_cpu`).
+    """
 
     def __init__(self, embed_dims: int, num_heads: int, qkv_bias: bool = True):
         super().__init__()
@@ -31,7 +48,10 @@ class Attention(nn.Module):
         q, k, v = self.qkv(x).reshape(n, s, 3, self.num_heads, d // self.num_heads).permute(
             2, 0, 3, 1, 4).unbind(0)
         mask = None if key_padding is None else ~key_padding[:, None, None, :]
-        out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+        if q.device.type == 'cpu' and q.dtype == torch.bfloat16:
+            out = _attention_bf16_cpu(q, k, v, mask)
+        else:
+            out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
         return self.proj(out.transpose(1, 2).reshape(n, s, d))
 
 

@@ -36,4 +36,5 @@ class EMAE(MAE):
         losses = self.head.loss(pred, img, plan)
         losses['loss_consistency'] = self.consistency(plan.per_view(pred),
                                                       plan.per_view(plan.mask))
+        losses['mask_ratio'] = plan.ratio.detach().float().mean()  # logged, not a loss
         return losses
