@@ -176,3 +176,26 @@ def test_wrong_patch_size_checkpoint_is_refused_by_the_detector(coco, tmp_path):
     msg = str(err.value)
     assert 'patch_embed.projection.weight: checkpoint 64x3x8x8 vs model 64x3x16x16' in msg
     assert 'patch_size=8' in msg and 'convert_checkpoint.py' in msg
+
+
+def test_det_config_runs_with_mmdet_own_train_script(coco, pretrained, tmp_path):
+    """mmdet's tools/train.py (shipped in its package) knows nothing of mmmim: the
+    config's custom_imports must bring in the backbone, pyramid, LN2d and constructor."""
+    import os
+    import subprocess
+    import sys
+
+    import mmdet
+    script = osp.join(osp.dirname(mmdet.__file__), '.mim', 'tools', 'train.py')
+    if not osp.isfile(script):
+        pytest.skip('this mmdet install does not ship tools/train.py')
+    cfg = bench.tiny_det_cfg(coco, str(tmp_path / 'wd'), pretrained[0], max_iters=1)
+    cfg_file = str(tmp_path / 'tiny_det.py')
+    cfg.dump(cfg_file)
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(
+        [ROOT] + [p for p in os.environ.get('PYTHONPATH', '').split(os.pathsep) if p]))
+    proc = subprocess.run([sys.executable, script, cfg_file, '--work-dir', str(tmp_path / 'wd')],
+                          env=env, capture_output=True, text=True, timeout=300)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0, out[-3000:]
+    assert 'PlainViTBackbone: loaded' in out and 'loss_mask' in out
