@@ -139,10 +139,33 @@ def test_adversarial_steps_update_only_their_role(mode):
         assert prefixed(g_changed, 'backbone.') and prefixed(d_changed, 'backbone.')
 
 
+@pytest.mark.parametrize('mode', ['generator', 'discriminator'])
+def test_separate_discriminator_step_equals_a_fresh_pass(mode):
+    """The discriminator step reuses the generator step's pass over x_bar (separate
+    modes): its update equals SGD on L_disc of a fresh discriminator pass."""
+    model = gan(backbone_mode=mode)
+    ref = copy.deepcopy(model)
+    ows = wrappers(model, lr=0.1, disc_lr=0.5)
+    before, data = params(model), batch()
+    torch.manual_seed(5)
+    model.train_step(data, ows)
+    torch.manual_seed(5)
+    img = ref.data_preprocessor(data, True)['inputs']
+    plan, _, _, x_in, _, _ = ref.generator_losses(img)
+    ref.disc_head.loss(ref.discriminate(x_in.detach()), plan.mask)['loss_disc'].backward()
+    after = dict(model.named_parameters())
+    names = [n for n, p in ref.named_parameters()
+             if n.startswith(('disc_head.', ref.disc_vit_name + '.')) and p.grad is not None]
+    assert prefixed(names, 'disc_head.') and prefixed(names, ref.disc_vit_name + '.')
+    for name in names:
+        grad = dict(ref.named_parameters())[name].grad
+        assert torch.allclose(after[name], before[name] - 0.5 * grad, atol=1e-6), name
+
+
 def _objective(model, img, seed=1):
     """GANMAE's surrogate objective and gamma."""
     torch.manual_seed(seed)
-    _, l_mae, x_bar, x_in, l_adv = model.generator_losses(img)
+    _, l_mae, x_bar, x_in, _, l_adv = model.generator_losses(img)
     return model.generator_objective(l_mae, l_adv, x_bar, x_in)
 
 

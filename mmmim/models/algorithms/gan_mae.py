@@ -28,7 +28,8 @@ Scheme ``adversarial`` (one iteration):
    image built from the generations of step 1, detached. In ``shared`` mode the ViT is
    updated again, by the discriminator's gradient: it receives gradients from both
    steps, each applied by its own optimizer (its own moments, lr schedule and loss
-   scaler).
+   scaler). A separate discriminator is unchanged by step 1, so step 2 back-propagates
+   ``L_disc`` through step 1's discriminator pass instead of running it again.
 
 Scheme ``combined``: one forward and one backward of ``L_mae + lambda_disc * L_disc``
 (generations detached, so ``L_disc`` reaches only discriminator parameters); each
@@ -279,23 +280,23 @@ class GANMAE(MAE):
         return self.disc_head(vit.encode(vit.embed(x_bar)))
 
     def generator_losses(self, img: Tensor):
-        """The generator step's forward: ``(plan, l_mae, x_bar, x_in, l_adv)``.
+        """The generator step's forward: ``(plan, l_mae, x_bar, x_in, logits, l_adv)``.
 
-        The discriminator runs on ``x_in``, a detached copy of ``x_bar`` that requires
-        grad, so ``L_adv``'s gradient can be taken with respect to the discriminator's
+        The discriminator runs on ``x_in``, ``x_bar`` cut from the generator's graph, so ``L_adv``'s gradient can be taken with respect to the discriminator's
         input (and weights) without reaching into the generator's graph;
         :meth:`generator_objective` carries it on through ``x_bar``.
         """
         plan, _, pred = self.reconstruct(img)
         l_mae = self.head.loss(pred, img, plan)['loss_rec']
         x_bar = self.corrupt(img, plan, pred)
-        x_in = x_bar.detach().requires_grad_()
-        l_adv = self.disc_head.adversarial_loss(self.discriminate(x_in), plan.mask,
-                                                self.adv_loss)
-        return plan, l_mae, x_bar, x_in, l_adv
+        # a view, not a leaf: module-tracking tools (FlopCounterMode) reject leaves here
+        x_in = x_bar.detach().requires_grad_().view_as(x_bar)
+        logits = self.discriminate(x_in)
+        l_adv = self.disc_head.adversarial_loss(logits, plan.mask, self.adv_loss)
+        return plan, l_mae, x_bar, x_in, logits, l_adv
 
     def generator_objective(self, l_mae: Tensor, l_adv: Tensor, x_bar: Tensor, x_in: Tensor,
-                            loss_scale: float = 1.0):
+                            loss_scale: float = 1.0, keep_disc_graph: bool = False):
         """``(surrogate, gamma)``: ``surrogate`` has the gradient of
         ``L_mae + gamma * L_adv`` with respect to every generator parameter and none with
         respect to the discriminator's (unless ``adv_updates_disc_backbone``).
@@ -305,12 +306,14 @@ class GANMAE(MAE):
         That input gradient gives ``grad_W L_adv`` for the adaptive gamma by a step back
         through ``x_bar`` and the last decoder layer and, scaled by gamma, the generator's
         gradient. ``loss_scale`` (the fp16 loss scale) keeps these intermediate gradients
-        from underflowing; the results do not depend on it.
+        from underflowing; the results do not depend on it. ``keep_disc_graph`` keeps the
+        discriminator's graph for a later backward of ``L_disc`` through the same pass.
         """
         extra = []
         if self.adv_updates_disc_backbone:
             extra = [p for p in self.disc_vit.parameters() if p.requires_grad]
-        grads = torch.autograd.grad(l_adv * loss_scale, [x_in] + extra)
+        grads = torch.autograd.grad(l_adv * loss_scale, [x_in] + extra,
+                                    retain_graph=keep_disc_graph)
         g_adv = grads[0].float() / loss_scale
         if self.gamma == 'adaptive':
             weight = self.neck.decoder_pred.weight
@@ -359,15 +362,21 @@ class GANMAE(MAE):
         return log_vars
 
     def _adversarial_step(self, img, gen, disc) -> Dict[str, Tensor]:
+        # A separate discriminator is not changed by the generator step, so the
+        # discriminator step reuses the generator step's pass over x_bar; a shared ViT
+        # has just been updated, so the discriminator runs again.
+        reuse = self.backbone_mode != 'shared'
         # 1. generator step on L_mae + gamma * L_adv; no discriminator weight is updated
         with gen.optim_context(self):
-            plan, l_mae, x_bar, x_in, l_adv = self.generator_losses(img)
+            plan, l_mae, x_bar, x_in, logits, l_adv = self.generator_losses(img)
             surrogate, gamma = self.generator_objective(l_mae, l_adv, x_bar, x_in,
-                                                        _loss_scale(gen))
+                                                        _loss_scale(gen), keep_disc_graph=reuse)
         self._update(gen, surrogate)
         # 2. discriminator step on this iteration's corrupted image, detached
         with disc.optim_context(self):
-            d_out = self.disc_head.loss(self.discriminate(x_in.detach()), plan.mask)
+            if not reuse:
+                logits = self.discriminate(x_in.detach())
+            d_out = self.disc_head.loss(logits, plan.mask)
         self._update(disc, d_out['loss_disc'])
         return self._logs(plan, loss_rec=l_mae, loss_adv=l_adv, gamma=gamma, **d_out,
                           loss=l_mae + gamma * l_adv + d_out['loss_disc'])
