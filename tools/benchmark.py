@@ -147,10 +147,25 @@ class Bench:
         return log
 
     def flops(self):
+        """Model FLOPs of one step (forward + backward), counted in fp32.
+
+        Counting outside the precision context makes the count identical for every
+        precision and attention kernel, so MFU compares like with like.
+        """
+        from mmengine.model import BaseModel
         from torch.utils.flop_counter import FlopCounterMode
         counter = FlopCounterMode(display=False)
+        if type(self.model).train_step is not BaseModel.train_step:
+            # an algorithm with its own step (GAN-MAE: two backward passes): count the step
+            with counter:
+                self.step(record=False)
+            return counter.get_total_flops()
+        data = self.model.data_preprocessor(self.batch, True)
         with counter:
-            self.step(record=False)
+            losses = self.model(**data, mode='loss')
+            loss = sum(v for k, v in losses.items() if 'loss' in k and v.requires_grad)
+            loss.backward()
+        self.model.zero_grad(set_to_none=True)
         return counter.get_total_flops()
 
 

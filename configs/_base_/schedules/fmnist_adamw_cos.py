@@ -1,7 +1,7 @@
 # Short pre-training schedule for Fashion-MNIST (batch 256): AdamW, warm-up then cosine.
 optim_wrapper = dict(
     type='OptimWrapper',
-    optimizer=dict(type='AdamW', lr=2e-3, betas=(0.9, 0.95), weight_decay=0.05),
+    optimizer=dict(type='AdamW', lr=2e-3, betas=(0.9, 0.95), weight_decay=0.05, fused=True),
     paramwise_cfg=dict(
         custom_keys={
             'ln': dict(decay_mult=0.0),
