@@ -12,31 +12,15 @@ model = dict(
     gamma='adaptive',
     adv_loss='non-saturating')
 
-_no_decay = dict(
-    custom_keys={
-        'ln': dict(decay_mult=0.0),
-        'norm': dict(decay_mult=0.0),
-        'bias': dict(decay_mult=0.0),
-        'pos_embed': dict(decay_mult=0.),
-        'mask_token': dict(decay_mult=0.),
-        'cls_token': dict(decay_mult=0.),
-    })
+# one optim wrapper per role, each with the MAE config's optimizer and schedule
 optim_wrapper = dict(
     _delete_=True,
     constructor='GANMAEOptimWrapperConstructor',
-    generator=dict(type='OptimWrapper',
-                   optimizer=dict(type='AdamW', lr=2e-3, betas=(0.9, 0.95), weight_decay=0.05)),
-    discriminator=dict(type='OptimWrapper',
-                       optimizer=dict(type='AdamW', lr=2e-3, betas=(0.9, 0.95),
-                                      weight_decay=0.05)),
-    paramwise_cfg=_no_decay)
-_schedule = [
-    dict(type='LinearLR', start_factor=1e-3, by_epoch=True, begin=0, end=1,
-         convert_to_iter_based=True),
-    dict(type='CosineAnnealingLR', by_epoch=True, begin=1, end={{_base_.max_epochs}},
-         convert_to_iter_based=True),
-]
-param_scheduler = dict(_delete_=True, generator=_schedule, discriminator=_schedule)
+    generator=dict(type='OptimWrapper', optimizer={{_base_.optim_wrapper.optimizer}}),
+    discriminator=dict(type='OptimWrapper', optimizer={{_base_.optim_wrapper.optimizer}}),
+    paramwise_cfg={{_base_.optim_wrapper.paramwise_cfg}})
+param_scheduler = dict(_delete_=True, generator={{_base_.param_scheduler}},
+                       discriminator={{_base_.param_scheduler}})
 model_wrapper_cfg = dict(type='GANMAEDistributedDataParallel')
 custom_hooks = [
     dict(type='GANSchemeHook', switch_epoch=None),

@@ -20,36 +20,17 @@ model = dict(
     adv_updates_disc_backbone=False,
 )
 
-# lr = 1.5e-4 * batch / 256 for both roles (MAE's recipe; the discriminator uses the same)
-_no_decay = dict(
-    custom_keys={
-        'ln': dict(decay_mult=0.0),
-        'norm': dict(decay_mult=0.0),
-        'bias': dict(decay_mult=0.0),
-        'pos_embed': dict(decay_mult=0.),
-        'mask_token': dict(decay_mult=0.),
-        'cls_token': dict(decay_mult=0.),
-    })
+# One optim wrapper per role, each with MAE's AdamW recipe (lr = 1.5e-4 * batch / 256,
+# no weight decay on norms, biases and tokens); the discriminator uses the same.
 optim_wrapper = dict(
     _delete_=True,
     constructor='GANMAEOptimWrapperConstructor',
-    generator=dict(
-        type='OptimWrapper',
-        optimizer=dict(type='AdamW', lr=1.5e-4 * 4096 / 256, betas=(0.9, 0.95),
-                       weight_decay=0.05)),
-    discriminator=dict(
-        type='OptimWrapper',
-        optimizer=dict(type='AdamW', lr=1.5e-4 * 4096 / 256, betas=(0.9, 0.95),
-                       weight_decay=0.05)),
-    paramwise_cfg=_no_decay)
+    generator=dict(type='OptimWrapper', optimizer={{_base_.optim_wrapper.optimizer}}),
+    discriminator=dict(type='OptimWrapper', optimizer={{_base_.optim_wrapper.optimizer}}),
+    paramwise_cfg={{_base_.optim_wrapper.paramwise_cfg}})
 # one schedule per role (MAE's: 40 warm-up epochs, then cosine)
-_schedule = [
-    dict(type='LinearLR', start_factor=1e-4, by_epoch=True, begin=0, end=40,
-         convert_to_iter_based=True),
-    dict(type='CosineAnnealingLR', T_max=760, by_epoch=True, begin=40, end=800,
-         convert_to_iter_based=True),
-]
-param_scheduler = dict(_delete_=True, generator=_schedule, discriminator=_schedule)
+param_scheduler = dict(_delete_=True, generator={{_base_.param_scheduler}},
+                       discriminator={{_base_.param_scheduler}})
 
 # GANMAE runs its own two-optimizer step and averages gradients itself
 model_wrapper_cfg = dict(type='GANMAEDistributedDataParallel')
