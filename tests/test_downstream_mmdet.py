@@ -1,32 +1,19 @@
 """Mask R-CNN (mmdet) with our ViT: window attention, simple pyramid, LN2d, the real
 config shrunk to a tiny ViT, trained a few iterations on a COCO-format mosaic set."""
-import importlib.util
 import json
-import os.path as osp
 
 import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from mmengine.hooks import Hook
 from mmengine.registry import DefaultScope
 from mmengine.runner import Runner, save_checkpoint
 
 from mmmim.models.downstream import LayerNorm2d, PlainViTBackbone, SimpleFeaturePyramid
 from mmmim.utils.convert import CheckpointMismatchError
 from conftest import build_tiny
-
-ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
-
-
-def load_tool(rel):
-    spec = importlib.util.spec_from_file_location(osp.basename(rel)[:-3], osp.join(ROOT, rel))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-bench = load_tool('tools/analysis/transfer_benchmark.py')
+from test_downstream_common import (Record, bench, load_tool, pretrained,  # noqa: F401
+                                    run_own_train_script)
 
 
 @pytest.fixture(scope='module')
@@ -36,32 +23,8 @@ def coco(tmp_path_factory):
                 val=bench.make_coco_mosaic(root, 'val', 2, seed=1))
 
 
-@pytest.fixture(scope='module')
-def pretrained(tmp_path_factory):
-    """A tiny MAE pre-training checkpoint whose encoder differs from any fresh init."""
-    with DefaultScope.overwrite_default_scope('mmmim'):
-        model = build_tiny(backbone=dict(arch=dict(bench.TINY_ARCH), img_size=128,
-                                         patch_size=16, in_channels=3))
-    with torch.no_grad():
-        for p in model.backbone.parameters():
-            p.add_(torch.randn_like(p) * 0.05)
-    path = str(tmp_path_factory.mktemp('ckpt') / 'mae_tiny.pth')
-    save_checkpoint({'state_dict': model.state_dict(), 'meta': {}}, path)
-    return path, {k[len('backbone.'):]: v for k, v in model.state_dict().items()
-                  if k.startswith('backbone.')}
 
 
-class Record(Hook):
-    """Keeps the backbone's tensors as training starts, and every iteration's losses."""
-
-    def __init__(self):
-        self.start, self.losses = None, []
-
-    def before_train(self, runner):
-        self.start = {k: v.clone() for k, v in runner.model.backbone.state_dict().items()}
-
-    def after_train_iter(self, runner, batch_idx, data_batch=None, outputs=None):
-        self.losses.append({k: float(v.detach()) for k, v in outputs.items()})
 
 
 def test_coco_mosaic_boxes_and_masks_agree(coco):
@@ -179,23 +142,9 @@ def test_wrong_patch_size_checkpoint_is_refused_by_the_detector(coco, tmp_path):
 
 
 def test_det_config_runs_with_mmdet_own_train_script(coco, pretrained, tmp_path):
-    """mmdet's tools/train.py (shipped in its package) knows nothing of mmmim: the
-    config's custom_imports must bring in the backbone, pyramid, LN2d and constructor."""
-    import os
-    import subprocess
-    import sys
-
+    """mmdet's tools/train.py knows nothing of mmmim: the config's custom_imports must
+    bring in the backbone, the pyramid, LN2d and the layer-decay constructor."""
     import mmdet
-    script = osp.join(osp.dirname(mmdet.__file__), '.mim', 'tools', 'train.py')
-    if not osp.isfile(script):
-        pytest.skip('this mmdet install does not ship tools/train.py')
     cfg = bench.tiny_det_cfg(coco, str(tmp_path / 'wd'), pretrained[0], max_iters=1)
-    cfg_file = str(tmp_path / 'tiny_det.py')
-    cfg.dump(cfg_file)
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(
-        [ROOT] + [p for p in os.environ.get('PYTHONPATH', '').split(os.pathsep) if p]))
-    proc = subprocess.run([sys.executable, script, cfg_file, '--work-dir', str(tmp_path / 'wd')],
-                          env=env, capture_output=True, text=True, timeout=300)
-    out = proc.stdout + proc.stderr
-    assert proc.returncode == 0, out[-3000:]
+    out = run_own_train_script(mmdet, cfg, tmp_path)
     assert 'PlainViTBackbone: loaded' in out and 'loss_mask' in out

@@ -1,31 +1,14 @@
 """UperNet (mmseg) with our ViT: the real config shrunk to a tiny ViT, trained a few
 iterations on an ADE-format mosaic set; also through mmseg's own train script."""
-import importlib.util
 import os
 import os.path as osp
-import subprocess
-import sys
 
 import numpy as np
 import pytest
 import torch
-from mmengine.hooks import Hook
-from mmengine.registry import DefaultScope
-from mmengine.runner import Runner, save_checkpoint
+from mmengine.runner import Runner
 
-from conftest import build_tiny
-
-ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
-
-
-def load_tool(rel):
-    spec = importlib.util.spec_from_file_location(osp.basename(rel)[:-3], osp.join(ROOT, rel))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-bench = load_tool('tools/analysis/transfer_benchmark.py')
+from test_downstream_common import Record, bench, pretrained, run_own_train_script  # noqa: F401
 
 
 @pytest.fixture(scope='module')
@@ -35,29 +18,8 @@ def ade(tmp_path_factory):
                 val=bench.make_ade_mosaic(root, 'validation', 2, seed=1))
 
 
-@pytest.fixture(scope='module')
-def pretrained(tmp_path_factory):
-    with DefaultScope.overwrite_default_scope('mmmim'):
-        model = build_tiny(backbone=dict(arch=dict(bench.TINY_ARCH), img_size=128,
-                                         patch_size=16, in_channels=3))
-    with torch.no_grad():
-        for p in model.backbone.parameters():
-            p.add_(torch.randn_like(p) * 0.05)
-    path = str(tmp_path_factory.mktemp('ckpt') / 'mae_tiny.pth')
-    save_checkpoint({'state_dict': model.state_dict(), 'meta': {}}, path)
-    return path, {k[len('backbone.'):]: v for k, v in model.state_dict().items()
-                  if k.startswith('backbone.')}
 
 
-class Record(Hook):
-    def __init__(self):
-        self.start, self.losses = None, []
-
-    def before_train(self, runner):
-        self.start = {k: v.clone() for k, v in runner.model.backbone.state_dict().items()}
-
-    def after_train_iter(self, runner, batch_idx, data_batch=None, outputs=None):
-        self.losses.append({k: float(v.detach()) for k, v in outputs.items()})
 
 
 def test_ade_mosaic_maps_follow_the_items(ade):
@@ -100,19 +62,9 @@ def test_upernet_trains_from_the_pretrained_backbone(ade, pretrained, tmp_path):
 
 
 def test_seg_config_runs_with_mmseg_own_train_script(ade, pretrained, tmp_path):
-    """mmseg's tools/train.py (shipped in its package) knows nothing of mmmim: the
-    config's custom_imports must bring in the backbone and the constructor."""
+    """mmseg's tools/train.py knows nothing of mmmim: the config's custom_imports must
+    bring in the backbone and the layer-decay constructor."""
     import mmseg
-    script = osp.join(osp.dirname(mmseg.__file__), '.mim', 'tools', 'train.py')
-    if not osp.isfile(script):
-        pytest.skip("this mmseg install does not ship tools/train.py")
     cfg = bench.tiny_seg_cfg(ade, str(tmp_path / 'wd'), pretrained[0], max_iters=1)
-    cfg_file = str(tmp_path / 'tiny_seg.py')
-    cfg.dump(cfg_file)
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(
-        [ROOT] + [p for p in os.environ.get('PYTHONPATH', '').split(os.pathsep) if p]))
-    proc = subprocess.run([sys.executable, script, cfg_file, '--work-dir', str(tmp_path / 'wd')],
-                          env=env, capture_output=True, text=True, timeout=300)
-    out = proc.stdout + proc.stderr
-    assert proc.returncode == 0, out[-3000:]
+    out = run_own_train_script(mmseg, cfg, tmp_path)
     assert 'PlainViTBackbone: loaded' in out and 'decode.loss_ce' in out

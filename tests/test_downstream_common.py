@@ -1,0 +1,81 @@
+"""Shared pieces of the downstream tests (fixtures, a recording hook, running mmdet's /
+mmseg's own train scripts), and tests of those pieces."""
+import importlib.util
+import os
+import os.path as osp
+import subprocess
+import sys
+
+import pytest
+import torch
+from mmengine.hooks import Hook
+from mmengine.registry import DefaultScope
+from mmengine.runner import save_checkpoint
+
+from conftest import build_tiny
+
+ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
+
+
+def load_tool(rel):
+    """Import a script of the repository (tools/...) as a module."""
+    spec = importlib.util.spec_from_file_location(osp.basename(rel)[:-3], osp.join(ROOT, rel))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+bench = load_tool('tools/analysis/transfer_benchmark.py')
+
+
+@pytest.fixture(scope='module')
+def pretrained(tmp_path_factory):
+    """A tiny MAE pre-training checkpoint (the benchmark's ViT) whose encoder differs
+    from any fresh initialisation; returns its path and its encoder tensors."""
+    with DefaultScope.overwrite_default_scope('mmmim'):  # a Runner may have switched it
+        model = build_tiny(backbone=dict(arch=dict(bench.TINY_ARCH), img_size=128,
+                                         patch_size=16, in_channels=3))
+    with torch.no_grad():
+        for p in model.backbone.parameters():
+            p.add_(torch.randn_like(p) * 0.05)
+    path = str(tmp_path_factory.mktemp('ckpt') / 'mae_tiny.pth')
+    save_checkpoint({'state_dict': model.state_dict(), 'meta': {}}, path)
+    return path, {k[len('backbone.'):]: v for k, v in model.state_dict().items()
+                  if k.startswith('backbone.')}
+
+
+class Record(Hook):
+    """Keeps the backbone's tensors as training starts, and every iteration's losses."""
+
+    def __init__(self):
+        self.start, self.losses = None, []
+
+    def before_train(self, runner):
+        self.start = {k: v.clone() for k, v in runner.model.backbone.state_dict().items()}
+
+    def after_train_iter(self, runner, batch_idx, data_batch=None, outputs=None):
+        self.losses.append({k: float(v.detach()) for k, v in outputs.items()})
+
+
+def run_own_train_script(package, cfg, tmp_path):
+    """Dump ``cfg`` and train it with ``package``'s (mmdet's / mmseg's) own
+    tools/train.py in a fresh process; returns its output."""
+    script = osp.join(osp.dirname(package.__file__), '.mim', 'tools', 'train.py')
+    if not osp.isfile(script):
+        pytest.skip(f'this {package.__name__} install does not ship tools/train.py')
+    cfg_file = str(tmp_path / 'tiny.py')
+    cfg.dump(cfg_file)
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(
+        [ROOT] + [p for p in os.environ.get('PYTHONPATH', '').split(os.pathsep) if p]))
+    proc = subprocess.run([sys.executable, script, cfg_file, '--work-dir', cfg.work_dir],
+                          env=env, capture_output=True, text=True, timeout=300)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0, out[-3000:]
+    return out
+
+
+def test_pretrained_fixture_holds_the_whole_encoder(pretrained):
+    path, enc = pretrained
+    saved = torch.load(path, weights_only=False)['state_dict']
+    assert {'cls_token', 'pos_embed', 'layers.3.ffn.layers.1.bias', 'ln1.weight'} <= set(enc)
+    assert all(torch.equal(saved['backbone.' + k], v) for k, v in enc.items())
