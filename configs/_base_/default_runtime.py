@@ -10,6 +10,10 @@ default_hooks = dict(
     param_scheduler=dict(type='ParamSchedulerHook'),
     checkpoint=dict(type='CheckpointHook', interval=1, max_keep_ckpts=3),
     sampler_seed=dict(type='DistSamplerSeedHook'),
+    # skip steps with a NaN/Inf loss or gradient; stop after 5 in a row
+    nan_guard=dict(type='mmmim.NaNGuardHook', max_consecutive=5),
+    # --resume continues masks (RNG state) and the position inside an epoch
+    resume_state=dict(type='mmmim.ResumeStateHook'),
 )
 
 env_cfg = dict(
