@@ -42,7 +42,8 @@ class RecordHook(Hook):
         self.mask = mask.flatten().tolist()
 
     def after_train_iter(self, runner, batch_idx, data_batch=None, outputs=None):
-        self.losses[runner.iter + 1] = float(outputs['loss'].detach())
+        if 'loss' in outputs:  # NaNGuardHook drops non-finite losses
+            self.losses[runner.iter + 1] = float(outputs['loss'].detach())
 
     def after_train(self, runner):
         rank = get_dist_info()[0]
