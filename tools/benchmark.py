@@ -2,7 +2,8 @@
 
     python tools/benchmark.py configs/mae/vit-b_800e.py --batch-size 16 --amp bf16
     python tools/benchmark.py configs/mae/vit-b_800e.py --amp bf16 --compare mmpretrain
-    python tools/benchmark.py configs/emae/vit-b_800e.py --batch-size 4   # per-view cost
+    python tools/benchmark.py configs/emae/vit-b_800e.py --batch-size 4 --amp bf16 \
+        --compare configs/mae/vit-b_800e.py        # per-view cost of EMAE K=4 vs MAE
 
 A step is the model's own ``train_step`` (data preprocessor, forward, backward, optimizer
 step) on a synthetic batch, with the optimizer wrapper(s) the config builds, so MAE,
@@ -16,6 +17,7 @@ with ours, so both see the same machine state, and the ratio is printed.
 import argparse
 import copy
 import os
+import os.path as osp
 import resource
 import statistics
 import sys
@@ -35,7 +37,10 @@ def parse_args():
     p.add_argument('--steps', type=int, default=7, help='timed steps (median is reported)')
     p.add_argument('--warmup', type=int, default=2)
     p.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu')
-    p.add_argument('--compare', choices=['mmpretrain'], default=None)
+    p.add_argument('--compare', default=None, metavar='mmpretrain|CONFIG',
+                   help="'mmpretrain': mmpretrain's MAE of the same architecture; or another "
+                        'mmmim config, run with the same number of views per step (e.g. '
+                        'EMAE K=4 at batch 4 against MAE at batch 16: per-view cost)')
     p.add_argument('--compile', action='store_true', help='torch.compile the model')
     p.add_argument('--adamw', choices=['config', 'single', 'foreach', 'fused'], default='config',
                    help="AdamW implementation: as the config says (default), torch's "
@@ -216,9 +221,25 @@ def main():
     batch = synthetic_batch(ours, args.batch_size, img, ours.backbone.in_channels)
     ocfg = optim_cfg(cfg.optim_wrapper, args.amp, device, args.adamw)
     benches = [Bench('mmmim', ours, ocfg, batch, device, args.compile)]
-    if args.compare:
+    if args.compare == 'mmpretrain':
         theirs = mmpretrain_mae(ours)
         benches.append(Bench('mmpretrain', theirs, ocfg, batch, device, args.compile))
+    elif args.compare:
+        other_cfg = Config.fromfile(args.compare)
+        other = MODELS.build(copy.deepcopy(other_cfg.model))
+        other_views = other.masker.num_views
+        if (args.batch_size * views) % other_views:
+            raise SystemExit(f'--compare: {args.batch_size} x {views} views is not a multiple of '
+                             f'the other config\'s {other_views} views per image')
+        other_batch = args.batch_size * views // other_views
+        benches.append(Bench(osp.basename(args.compare), other,
+                             optim_cfg(other_cfg.optim_wrapper, args.amp, device, args.adamw),
+                             synthetic_batch(other, other_batch, img, other.backbone.in_channels),
+                             device, args.compile))
+        benches[-1].views, benches[-1].images = other_views, other_batch
+    benches[0].views, benches[0].images = views, args.batch_size
+    if args.compare == 'mmpretrain':
+        benches[1].views, benches[1].images = views, args.batch_size
 
     dtype = {'fp32': torch.float32, 'bf16': torch.bfloat16, 'fp16': torch.float16}[args.amp]
     print(f'config: {args.config}\ndevice: {device} '
@@ -239,14 +260,16 @@ def main():
     rows = {}
     for b in benches:
         t = statistics.median(b.times)
-        ips = args.batch_size / t
+        ips = b.images / t
         mfu = flops[b.name] / t / rate
-        rows[b.name] = ips
+        rows[b.name] = ips * b.views
         print(f'{b.name:>10}: {t * 1000:8.1f} ms/step  {ips:8.2f} img/s  '
-              f'{ips * views:8.2f} views/s  {flops[b.name] / args.batch_size / 1e9:6.2f} GFLOP/img  '
+              f'{ips * b.views:8.2f} views/s  {flops[b.name] / b.images / 1e9:6.2f} GFLOP/img  '
               f'MFU {mfu * 100:5.1f}%  (min {min(b.times) * 1000:.1f} ms, max {max(b.times) * 1000:.1f} ms)')
     if args.compare:
-        print(f'ratio mmmim / mmpretrain: {rows["mmmim"] / rows["mmpretrain"]:.3f}x')
+        other = benches[1].name
+        print(f'ratio (views/s) mmmim / {other}: {rows["mmmim"] / rows[other]:.3f}x; '
+              f'cost per view: {rows[other] / rows["mmmim"]:.3f}x')
     if device.startswith('cuda'):
         print(f'peak GPU memory: {torch.cuda.max_memory_allocated() / 2**30:.2f} GiB')
     else:
