@@ -24,8 +24,10 @@ import sys
 import time
 
 import torch
+from mmengine.config import DictAction
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from mmmim.utils.benchmark import matmul_rate, sync  # noqa: E402
 
 
 def parse_args():
@@ -46,32 +48,9 @@ def parse_args():
                    help="AdamW implementation: as the config says (default), torch's "
                         "per-tensor loop, foreach, or fused")
     p.add_argument('--img-size', type=int, default=None, help='override the input size')
-    p.add_argument('--cfg-options', nargs='+', default=[], help='key=value overrides')
+    p.add_argument('--cfg-options', nargs='+', action=DictAction, default={},
+                   help='key=value overrides, as in tools/train.py')
     return p.parse_args()
-
-
-def matmul_rate(dtype, device, n=None, seconds=1.5):
-    """Sustained FLOP/s of a square matmul of this dtype on this device (n=8192 on CUDA,
-    where smaller products do not reach the GPU's peak; 2048 on CPU)."""
-    n = n or (8192 if str(device).startswith('cuda') else 2048)
-    a = torch.randn(n, n, device=device, dtype=dtype)
-    b = torch.randn(n, n, device=device, dtype=dtype)
-    for _ in range(2):
-        a @ b
-    sync(device)
-    count, start = 0, time.perf_counter()
-    while time.perf_counter() - start < seconds:
-        a @ b
-        count += 1
-        if count % 4 == 0:
-            sync(device)
-    sync(device)
-    return 2 * n**3 * count / (time.perf_counter() - start)
-
-
-def sync(device):
-    if str(device).startswith('cuda'):
-        torch.cuda.synchronize()
 
 
 def synthetic_batch(model, batch, img_size, channels, seed=0):
@@ -187,21 +166,13 @@ def main():
     import mmmim  # noqa: F401
     import mmmim.engine  # noqa: F401
     import mmmim.models  # noqa: F401
-    from mmengine.config import Config, DictAction  # noqa: F401
+    from mmengine.config import Config
     from mmengine.registry import DefaultScope
 
     from mmmim.registry import MODELS
     cfg = Config.fromfile(args.config)
     if args.cfg_options:
-        opts = {}
-        for item in args.cfg_options:
-            key, value = item.split('=', 1)
-            try:
-                value = eval(value, {}, {})  # numbers, tuples, dicts
-            except Exception:
-                pass
-            opts[key] = value
-        cfg.merge_from_dict(opts)
+        cfg.merge_from_dict(args.cfg_options)
     if args.img_size:
         cfg.model.backbone.img_size = args.img_size
     DefaultScope.get_instance('benchmark', scope_name=cfg.get('default_scope', 'mmmim'))

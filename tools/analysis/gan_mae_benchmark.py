@@ -27,6 +27,7 @@ import time
 import torch
 
 sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
+from mmmim.utils.benchmark import matmul_rate, sync  # noqa: E402
 
 TINY = dict(
     type='GANMAE',
@@ -55,24 +56,6 @@ def parse_args(argv=None):
                    help='bf16: autocast in every step and a bf16 matmul rate')
     p.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu')
     return p.parse_args(argv)
-
-
-def sync(device):
-    if str(device).startswith('cuda'):
-        torch.cuda.synchronize()
-
-
-def matmul_rate(dtype, device, n=1024, seconds=1.0):
-    """Sustained FLOP/s of an n x n x n matmul in ``dtype`` on ``device``."""
-    a, b = (torch.randn(n, n, device=device, dtype=dtype) for _ in range(2))
-    a @ b
-    sync(device)
-    count, start = 0, time.perf_counter()
-    while time.perf_counter() - start < seconds:
-        a @ b
-        count += 1
-    sync(device)
-    return 2 * n**3 * count / (time.perf_counter() - start)
 
 
 def build_variants(model_cfg, optim_cfg, device, amp):

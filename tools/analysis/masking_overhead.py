@@ -25,6 +25,7 @@ from mmengine.registry import init_default_scope
 
 import mmmim.models  # noqa: F401  (registers)
 from mmmim.registry import MODELS
+from mmmim.utils.benchmark import sync
 
 MASKERS = {
     'random': dict(type='RandomMasker', ratio=0.75),
@@ -72,11 +73,6 @@ def build_model(args) -> torch.nn.Module:
         masker=MASKERS['random']))
     model.init_weights()
     return model.to(args.device).train()
-
-
-def sync(device):
-    if torch.device(device).type == 'cuda':
-        torch.cuda.synchronize()
 
 
 def median_ms(fn, reps: int, warmup: int, device) -> float:

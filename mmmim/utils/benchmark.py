@@ -1,0 +1,29 @@
+"""Timing helpers shared by the benchmark commands in tools/."""
+import time
+
+import torch
+
+
+def sync(device) -> None:
+    """Wait for queued work on ``device`` (a no-op on CPU)."""
+    if torch.device(device).type == 'cuda':
+        torch.cuda.synchronize()
+
+
+def matmul_rate(dtype, device, n: int = None, seconds: float = 1.5) -> float:
+    """Sustained FLOP/s of an ``n x n x n`` matmul of ``dtype`` on ``device``: the
+    denominator of MFU. ``n`` defaults to 8192 on CUDA (smaller products do not reach
+    the GPU's peak) and 2048 on CPU."""
+    n = n or (8192 if torch.device(device).type == 'cuda' else 2048)
+    a, b = (torch.randn(n, n, device=device, dtype=dtype) for _ in range(2))
+    for _ in range(2):
+        a @ b
+    sync(device)
+    count, start = 0, time.perf_counter()
+    while time.perf_counter() - start < seconds:
+        a @ b
+        count += 1
+        if count % 4 == 0:
+            sync(device)
+    sync(device)
+    return 2 * n**3 * count / (time.perf_counter() - start)

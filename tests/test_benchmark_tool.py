@@ -1,0 +1,42 @@
+"""tools/benchmark.py end to end on the CPU-sized configs (one timed step)."""
+import os
+import os.path as osp
+import re
+import subprocess
+import sys
+
+REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
+
+
+def run(*args):
+    env = {**os.environ, 'PYTHONPATH': REPO}
+    proc = subprocess.run([sys.executable, 'tools/benchmark.py', *args, '--steps', '1',
+                           '--warmup', '0'], cwd=REPO, env=env, capture_output=True, text=True,
+                          timeout=600)
+    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-3000:]
+    return proc.stdout
+
+
+def test_benchmark_reports_throughput_flops_and_per_view_ratio():
+    out = run('configs/fashion_mnist/emae_vit-mini-p4_4e.py', '--batch-size', '4', '--amp', 'bf16',
+              '--compare', 'configs/fashion_mnist/mae_vit-mini-p4_4e.py')
+    rows = re.findall(r'(\S+):\s+([\d.]+) ms/step\s+([\d.]+) img/s\s+([\d.]+) views/s\s+'
+                      r'([\d.]+) GFLOP/img\s+MFU\s+([\d.]+)%', out)
+    assert [r[0] for r in rows] == ['mmmim', 'mae_vit-mini-p4_4e.py'], out
+    (_, _, ips_e, vps_e, gf_e, _), (_, _, ips_m, vps_m, gf_m, _) = rows
+    # EMAE: 4 images x 4 views; MAE: 16 images x 1 view
+    assert abs(float(vps_e) - 4 * float(ips_e)) < 0.02 * float(vps_e)
+    assert abs(float(vps_m) - float(ips_m)) < 1e-6
+    # an EMAE image carries 4 views of work: about 4x the FLOPs of an MAE image
+    assert 3.5 < float(gf_e) / float(gf_m) < 4.5
+    assert 'cost per view' in out and 'matmul rate' in out
+
+
+def test_benchmark_compares_with_mmpretrain_on_an_rgb_config(tmp_path):
+    out = run('configs/mae/vit-b_800e.py', '--batch-size', '2', '--img-size', '32',
+              '--cfg-options', 'model.backbone.arch=small', 'model.backbone.patch_size=8',
+              'model.neck.decoder_depth=1', '--compare', 'mmpretrain')
+    flops = dict(re.findall(r'(mmmim|mmpretrain):.*?([\d.]+) GFLOP/img', out))
+    # same architecture: the same model FLOPs
+    assert flops['mmmim'] == flops['mmpretrain'], out
+    assert 'ratio (views/s) mmmim / mmpretrain' in out
