@@ -144,6 +144,9 @@ def _runner(tmp_path, images, model=None, hooks=(), max_iters=6, optim_wrapper=N
     cfg.default_hooks.checkpoint = dict(type='CheckpointHook', interval=1000, by_epoch=False)
     cfg.default_hooks.nan_guard.update(guard)
     cfg.log_processor = dict(by_epoch=False, window_size=1)
+    # a name of its own: runners built within one second would otherwise share mmengine's
+    # logger instance (named after the timestamp) and its log file
+    cfg.experiment_name = f'reliability-{tmp_path.name}-{id(cfg)}'
     if model:
         cfg.model = model
     if optim_wrapper:

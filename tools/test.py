@@ -13,13 +13,13 @@ sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 
 import mmmim  # noqa: E402  (checks dependency versions)
 import mmmim.engine  # noqa: E402,F401  (hooks, safe checkpoint loading)
-from mmengine.config import Config, DictAction  # noqa: E402
+from mmengine.config import DictAction  # noqa: E402
 from mmengine.evaluator import DumpResults  # noqa: E402
 from mmengine.registry import RUNNERS  # noqa: E402
 from mmengine.runner import Runner  # noqa: E402
-from mmmim.utils.dist import setup_cpu_distributed  # noqa: E402
-from mmmim.utils.launch import (check_cfg_options, check_checkpoint_file,  # noqa: E402
-                                explain_registry_error)
+from mmmim.utils.dist import finish_distributed, setup_cpu_distributed  # noqa: E402
+from mmmim.utils.launch import (check_checkpoint_file, explain_registry_error,  # noqa: E402
+                                load_config)
 
 
 def parse_args(argv=None):
@@ -40,17 +40,7 @@ def parse_args(argv=None):
 
 def main(argv=None):
     args = parse_args(argv)
-    cfg = Config.fromfile(args.config)
-    check_cfg_options(cfg, args.cfg_options)
-    if args.cfg_options:
-        cfg.merge_from_dict(args.cfg_options)
-    cfg.launcher = args.launcher
-    if args.work_dir is not None:
-        cfg.work_dir = args.work_dir
-    elif cfg.get('work_dir') is None:
-        cfg.work_dir = osp.join('./work_dirs', osp.splitext(osp.basename(args.config))[0])
-    if cfg.get('default_scope') is None:
-        cfg.default_scope = 'mmmim'
+    cfg = load_config(args)
     check_checkpoint_file(args.checkpoint)
     cfg.load_from, cfg.resume = args.checkpoint, False
     setup_cpu_distributed(cfg, args.launcher)
@@ -58,7 +48,9 @@ def main(argv=None):
         runner = Runner.from_cfg(cfg) if 'runner_type' not in cfg else RUNNERS.build(cfg)
         if args.out:
             runner.test_evaluator.metrics.append(DumpResults(out_file_path=args.out))
-        return runner.test()
+        metrics = runner.test()
+        finish_distributed()
+        return metrics
     except KeyError as e:
         better = explain_registry_error(e)
         if better is None:

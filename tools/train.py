@@ -13,11 +13,11 @@ sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 
 import mmmim  # noqa: E402  (checks dependency versions)
 import mmmim.engine  # noqa: E402,F401  (optim wrappers, hooks, safe checkpoint loading)
-from mmengine.config import Config, DictAction  # noqa: E402
+from mmengine.config import DictAction  # noqa: E402
 from mmengine.registry import RUNNERS  # noqa: E402
 from mmengine.runner import Runner  # noqa: E402
-from mmmim.utils.dist import setup_cpu_distributed  # noqa: E402
-from mmmim.utils.launch import (check_cfg_options, check_resume_source,  # noqa: E402
+from mmmim.utils.dist import finish_distributed, setup_cpu_distributed  # noqa: E402
+from mmmim.utils.launch import (check_resume_source, load_config,  # noqa: E402
                                 explain_registry_error, switch_to_amp)
 
 
@@ -44,17 +44,7 @@ def parse_args(argv=None):
 
 
 def build_config(args):
-    cfg = Config.fromfile(args.config)
-    check_cfg_options(cfg, args.cfg_options)
-    if args.cfg_options:
-        cfg.merge_from_dict(args.cfg_options)
-    cfg.launcher = args.launcher
-    if args.work_dir is not None:
-        cfg.work_dir = args.work_dir
-    elif cfg.get('work_dir') is None:
-        cfg.work_dir = osp.join('./work_dirs', osp.splitext(osp.basename(args.config))[0])
-    if cfg.get('default_scope') is None:
-        cfg.default_scope = 'mmmim'
+    cfg = load_config(args)
     if args.amp:
         switch_to_amp(cfg)
     if args.resume == 'auto':
@@ -77,6 +67,7 @@ def main(argv=None):
     try:
         runner = Runner.from_cfg(cfg) if 'runner_type' not in cfg else RUNNERS.build(cfg)
         runner.train()
+        finish_distributed()
     except KeyError as e:
         better = explain_registry_error(e)
         if better is None:

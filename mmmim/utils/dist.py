@@ -72,3 +72,16 @@ def setup_cpu_distributed(cfg, launcher):
     print_log(f'no CUDA: using the gloo backend (rank {dist.get_rank()} of '
               f'{dist.get_world_size()})', logger='current')
     return True
+
+
+def finish_distributed():
+    """Tear the process group down once every rank is done.
+
+    mmengine's runner leaves it alive at exit; with gloo, a rank whose process exits while
+    the group's threads still run can abort ('terminate called without an active
+    exception'), failing a run that had finished its work.
+    """
+    import torch.distributed as dist
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()

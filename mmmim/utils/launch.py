@@ -49,6 +49,25 @@ def check_cfg_options(cfg, options):
                              f'file)')
 
 
+def load_config(args):
+    """The config named by ``args.config`` with the overrides every tool applies:
+    checked ``--cfg-options``, the launcher, the work dir (default
+    ``./work_dirs/<config name>``) and the default scope ``mmmim``."""
+    from mmengine.config import Config
+    cfg = Config.fromfile(args.config)
+    check_cfg_options(cfg, args.cfg_options)
+    if args.cfg_options:
+        cfg.merge_from_dict(args.cfg_options)
+    cfg.launcher = args.launcher
+    if args.work_dir is not None:
+        cfg.work_dir = args.work_dir
+    elif cfg.get('work_dir') is None:
+        cfg.work_dir = osp.join('./work_dirs', osp.splitext(osp.basename(args.config))[0])
+    if cfg.get('default_scope') is None:
+        cfg.default_scope = 'mmmim'
+    return cfg
+
+
 def switch_to_amp(cfg):
     """``--amp``: use MixedPrecisionOptimWrapper for the optim wrapper, or for every
     sub-wrapper of a multi-optimizer config (``dict(generator=..., discriminator=...)``).

@@ -1,16 +1,8 @@
-# Short pre-training schedule for Fashion-MNIST (batch 256): AdamW, warm-up then cosine.
-optim_wrapper = dict(
-    type='OptimWrapper',
-    optimizer=dict(type='AdamW', lr=2e-3, betas=(0.9, 0.95), weight_decay=0.05, fused=True),
-    paramwise_cfg=dict(
-        custom_keys={
-            'ln': dict(decay_mult=0.0),
-            'norm': dict(decay_mult=0.0),
-            'bias': dict(decay_mult=0.0),
-            'pos_embed': dict(decay_mult=0.),
-            'mask_token': dict(decay_mult=0.),
-            'cls_token': dict(decay_mult=0.),
-        }))
+# Short pre-training schedule for Fashion-MNIST (batch 256): MAE's optimizer settings
+# (AdamW (0.9, 0.95), wd 0.05, no decay on norms, biases and tokens) at lr 2e-3,
+# one warm-up epoch, then cosine.
+_base_ = './adamw_coslr_800e.py'
+optim_wrapper = dict(optimizer=dict(lr=2e-3))
 max_epochs = 4
 param_scheduler = [
     dict(type='LinearLR', start_factor=1e-3, by_epoch=True, begin=0, end=1,
