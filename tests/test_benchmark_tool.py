@@ -5,6 +5,10 @@ import re
 import subprocess
 import sys
 
+import pytest
+
+from mmmim.datasets.fashion_mnist import DEFAULT_ROOT
+
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 
 
@@ -40,3 +44,19 @@ def test_benchmark_compares_with_mmpretrain_on_an_rgb_config(tmp_path):
     # same architecture: the same model FLOPs
     assert flops['mmmim'] == flops['mmpretrain'], out
     assert 'ratio (views/s) mmmim / mmpretrain' in out
+
+
+@pytest.mark.skipif(not osp.isfile(osp.join(DEFAULT_ROOT, 'train-images-idx3-ubyte.gz')),
+                    reason='dataset-fashion-mnist is not installed')
+def test_data_throughput_reports_data_time_share(tmp_path):
+    env = {**os.environ, 'PYTHONPATH': REPO}
+    proc = subprocess.run(
+        [sys.executable, 'tools/analysis/data_throughput.py',
+         'configs/fashion_mnist/mae_vit-mini-p4_4e.py', '--real', '--batch-size', '8',
+         '--workers', '0', '--iters', '3', '--work-dir', str(tmp_path)],
+        cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-3000:]
+    match = re.search(r'median data_time ([\d.]+) ms = ([\d.]+)% of the step .* over 3 iterations',
+                      proc.stdout)
+    assert match, proc.stdout[-2000:]
+    assert 0 <= float(match.group(2)) <= 100
