@@ -223,9 +223,13 @@ def main():
             b.step(record=False)
     if device.startswith('cuda'):
         torch.cuda.reset_peak_memory_stats()
+    from mmengine.utils import ProgressBar
+    bar = ProgressBar(args.steps)  # shows elapsed time and ETA
     for _ in range(args.steps):
         for b in benches:  # alternate, so both see the same machine state
             b.step()
+        bar.update()
+    print()
     rate = matmul_rate(dtype, device)
     print(f'measured {args.amp} matmul rate: {rate / 1e9:.0f} GFLOP/s')
     rows = {}

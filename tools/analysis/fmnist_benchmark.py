@@ -415,7 +415,12 @@ def main(argv=None):
     start = time.time()
     rows, skipped = [], {}
     probe_config = None
-    for method in args.methods:
+    for index, method in enumerate(args.methods):
+        if index:  # progress: methods done, elapsed, and an ETA from their average
+            done = time.time() - start
+            left = done / index * (len(args.methods) - index)
+            print(f'== progress: {index}/{len(args.methods)} methods in {done / 60:.1f} min; '
+                  f'about {left / 60:.0f} min to go before the baselines', flush=True)
         config = find_config(method)
         if config is None:
             skipped[method] = (f'no config matching {METHODS[method]} in '
