@@ -26,9 +26,11 @@ def get_rng_state() -> dict:
 def set_rng_state(state: dict) -> None:
     random.setstate(_tuples(state['python']))
     np.random.set_state(_tuples(state['numpy']))
-    torch.set_rng_state(state['torch'])
+    # a checkpoint loaded onto the GPU (mmengine's default map location when resuming on
+    # CUDA) brings these tensors there too; the setters want CPU byte tensors
+    torch.set_rng_state(state['torch'].cpu())
     if 'cuda' in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state['cuda'])
+        torch.cuda.set_rng_state_all([s.cpu() for s in state['cuda']])
 
 
 def _tuples(value):
