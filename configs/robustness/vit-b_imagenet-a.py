@@ -4,16 +4,11 @@
 # Expects data/imagenet-a/<wnid>/*.jpg: all 200 WordNet-id folders of the release, whose
 # sorted order gives the labels 0..199. To use your own index list:
 #   --cfg-options test_evaluator.subset=None test_evaluator.index_file=PATH
-_base_ = ['../_base_/models/vit_base-p16_cls.py', '../_base_/default_runtime.py']
+_base_ = ['../_base_/models/vit_base-p16_cls.py', '../_base_/datasets/imagenet_test_pipeline.py',
+          '../_base_/default_runtime.py']
 model = dict(backbone=dict(init_cfg=None))  # all weights come from the tested checkpoint
 
 data_root = 'data/imagenet-a'
-test_pipeline = [
-    dict(type='LoadImageFromFile'),
-    dict(type='ResizeEdge', scale=256, edge='short', backend='pillow', interpolation='bicubic'),
-    dict(type='CenterCrop', crop_size=224),
-    dict(type='PackInputs'),
-]
 test_dataloader = dict(
     batch_size=128,
     num_workers=8,
@@ -21,6 +16,6 @@ test_dataloader = dict(
     sampler=dict(type='DefaultSampler', shuffle=False),
     collate_fn=dict(type='default_collate'),
     dataset=dict(type='mmpretrain.CustomDataset', data_root=data_root, data_prefix='',
-                 pipeline=test_pipeline))
+                 pipeline={{_base_.test_pipeline}}))
 test_evaluator = dict(type='SubsetAccuracy', subset='imagenet-a', prefix='imagenet-a')
 test_cfg = dict()

@@ -2,6 +2,7 @@
 # flip, RandAugment (2 ops, magnitude 9 of 10, std 0.5, "increasing" policies),
 # random erasing 0.25 (per-pixel random fill); evaluation resizes the short side to
 # 256 and center-crops 224. 128 images per GPU x 8 GPUs = the batch of 1024.
+_base_ = './imagenet_test_pipeline.py'
 dataset_type = 'mmpretrain.ImageNet'
 data_root = 'data/imagenet/'
 bgr_mean = [103.53, 116.28, 123.675]
@@ -17,12 +18,6 @@ train_pipeline = [
          max_area_ratio=1 / 3, fill_color=bgr_mean, fill_std=bgr_std),
     dict(type='PackInputs'),
 ]
-test_pipeline = [
-    dict(type='LoadImageFromFile'),
-    dict(type='ResizeEdge', scale=256, edge='short', backend='pillow', interpolation='bicubic'),
-    dict(type='CenterCrop', crop_size=224),
-    dict(type='PackInputs'),
-]
 train_dataloader = dict(
     batch_size=128,
     num_workers=8,
@@ -36,7 +31,8 @@ val_dataloader = dict(
     persistent_workers=True,
     sampler=dict(type='DefaultSampler', shuffle=False),
     collate_fn=dict(type='default_collate'),
-    dataset=dict(type=dataset_type, data_root=data_root, split='val', pipeline=test_pipeline))
+    dataset=dict(type=dataset_type, data_root=data_root, split='val',
+                 pipeline={{_base_.test_pipeline}}))
 val_evaluator = dict(type='Accuracy', topk=(1, 5))
 test_dataloader = val_dataloader
 test_evaluator = val_evaluator
