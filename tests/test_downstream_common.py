@@ -79,3 +79,38 @@ def test_pretrained_fixture_holds_the_whole_encoder(pretrained):
     saved = torch.load(path, weights_only=False)['state_dict']
     assert {'cls_token', 'pos_embed', 'layers.3.ffn.layers.1.bias', 'ln1.weight'} <= set(enc)
     assert all(torch.equal(saved['backbone.' + k], v) for k, v in enc.items())
+
+
+def test_unlabelled_pretraining_canvases_hold_items_on_flat_backgrounds():
+    """The transfer benchmark's MAE pre-training images: drawn like the labelled sets
+    (a flat tinted background, 1..3 items), reproducible from the seed."""
+    import numpy as np
+    imgs = bench.make_unlabelled_canvases(6, seed=0)
+    assert imgs.shape == (6, 128, 128, 3) and imgs.dtype == np.uint8
+    for img in imgs:
+        colours, counts = np.unique(img.reshape(-1, 3), axis=0, return_counts=True)
+        background = colours[counts.argmax()]
+        assert background.max() < 40                       # the dark tint
+        item_fraction = (img != background).any(-1).mean()
+        assert 0.01 < item_fraction < 0.75                  # items, but not a full canvas
+    assert len({img.tobytes() for img in imgs}) == 6        # every canvas differs
+    np.testing.assert_array_equal(imgs, bench.make_unlabelled_canvases(6, seed=0))
+    assert not np.array_equal(imgs, bench.make_unlabelled_canvases(6, seed=1))
+
+
+def test_transfer_benchmark_checkpoint_option_skips_pretraining(tmp_path, monkeypatch):
+    """--checkpoint fine-tunes from the given file: no MAE is trained, and the file is
+    what the detector and the segmentor are built from."""
+    def no_pretraining(*args, **kwargs):
+        raise AssertionError('pre-training ran although --checkpoint was given')
+
+    built = []
+    monkeypatch.setattr(bench, 'pretrain_tiny_mae', no_pretraining)
+    monkeypatch.setattr(bench, 'run', lambda cfg: built.append(cfg) or {
+        'coco/bbox_mAP': 0., 'coco/segm_mAP': 0., 'mIoU': 0.})
+    ckpt = str(tmp_path / 'given.pth')
+    results = bench.main(['--work-dir', str(tmp_path / 'wd'), '--train-images', '2',
+                          '--val-images', '1', '--checkpoint', ckpt])
+    assert len(results) == 4 and len(built) == 4
+    inits = [cfg.model.backbone.init_cfg for cfg in built]
+    assert [i['checkpoint'] if i else None for i in inits] == [ckpt, ckpt, None, None]

@@ -1,14 +1,17 @@
 """Transfer on a CPU: detection and segmentation from a pre-trained vs a random ViT.
 
-    python tools/analysis/transfer_benchmark.py [--work-dir DIR] [--pretrain-iters N]
-        [--det-iters N] [--seg-iters N] [--train-images N] [--val-images N] [--seed S]
+    python tools/analysis/transfer_benchmark.py [--work-dir DIR] [--pretrain-images N]
+        [--pretrain-iters N] [--pretrain-batch-size N] [--det-iters N] [--seg-iters N]
+        [--train-images N] [--val-images N] [--seed S]
 
 Builds two small data sets from Fashion-MNIST items pasted on larger canvases, in the
 formats of the real benchmarks: COCO instances (boxes and masks from thresholding each
 item) and ADE20K (per-pixel class maps; 0 = unlabelled). Then:
 
-1. pre-trains a tiny MAE (mmmim's, 4 blocks of 64 dims, patch 16) on the train
-   canvases for ``--pretrain-iters`` iterations;
+1. pre-trains a tiny MAE (mmmim's, 4 blocks of 64 dims, patch 16) for
+   ``--pretrain-iters`` iterations on ``--pretrain-images`` unlabelled canvases drawn
+   the same way (in memory, from Fashion-MNIST training items): as with ImageNet before
+   COCO, the pre-training set is larger than the labelled one and has no labels;
 2. fine-tunes the tiny Mask R-CNN and the tiny UperNet built from the real configs in
    configs/downstream/ (same backbone wrapper, pyramid, heads, layer decay) for a
    fixed budget, once from the pre-trained backbone and once from a random one;
@@ -327,6 +330,18 @@ def pretrain_tiny_mae(images: np.ndarray, out: str, iters: int, seed: int = 0,
     return out
 
 
+def make_unlabelled_canvases(num_images: int, canvas: int = 128, max_items: int = 3,
+                             labels: Sequence[int] = ITEM_LABELS, seed: int = 0,
+                             threshold: int = 40) -> np.ndarray:
+    """``(N, canvas, canvas, 3)`` uint8 RGB canvases drawn like the labelled sets, in
+    memory and without annotations: the pre-training images. They are composed from
+    Fashion-MNIST training items, so none of the validation canvases' items is seen."""
+    items, classes, _ = _items('train', labels, limit=6000, seed=seed)
+    rng = np.random.default_rng(seed + 7919)
+    return np.stack([_compose(rng, items, classes, canvas, max_items, threshold)[0]
+                     for _ in range(num_images)])
+
+
 def load_canvases(img_dir: str) -> np.ndarray:
     import mmcv
     files = sorted(f for f in os.listdir(img_dir) if f.endswith(('.png', '.jpg')))
@@ -347,7 +362,15 @@ def parse_args(argv=None):
     p.add_argument('--work-dir', default='work_dirs/transfer_benchmark')
     p.add_argument('--train-images', type=int, default=600)
     p.add_argument('--val-images', type=int, default=100)
-    p.add_argument('--pretrain-iters', type=int, default=1500)
+    p.add_argument('--pretrain-images', type=int, default=6000,
+                   help='unlabelled canvases for the MAE (drawn like the labelled ones, '
+                        'from Fashion-MNIST training items, kept in memory)')
+    p.add_argument('--pretrain-iters', type=int, default=2000)
+    p.add_argument('--pretrain-batch-size', type=int, default=64)
+    p.add_argument('--checkpoint', default=None,
+                   help='skip pre-training and fine-tune from this checkpoint (any layout '
+                        'the backbone loads: mmmim, mmpretrain, timm/MAE, ViTDet) with the '
+                        'tiny ViT\'s shapes, e.g. the mae_tiny.pth of an earlier run')
     p.add_argument('--det-iters', type=int, default=600)
     p.add_argument('--seg-iters', type=int, default=400)
     p.add_argument('--det-lr', type=float, default=4e-4)
@@ -375,12 +398,16 @@ def main(argv=None):
                               seed=args.seed),
         val=make_ade_mosaic(osp.join(data_dir, 'ade'), 'validation', args.val_images,
                             seed=args.seed + 100))
-    ckpt = osp.join(wd, 'mae_tiny.pth')
-    print(f'pre-training the tiny MAE for {args.pretrain_iters} iterations ...', flush=True)
-    canvases = np.concatenate([load_canvases(det_data['train']['img_dir']),
-                               load_canvases(seg_data['train']['img_dir'])])
-    pretrain_tiny_mae(canvases, ckpt, args.pretrain_iters, seed=args.seed,
-                      batch_size=args.batch_size * 4)
+    if args.checkpoint:
+        ckpt = args.checkpoint
+        print(f'using the pre-trained checkpoint {ckpt} (no pre-training)', flush=True)
+    else:
+        ckpt = osp.join(wd, 'mae_tiny.pth')
+        print(f'pre-training the tiny MAE on {args.pretrain_images} unlabelled canvases for '
+              f'{args.pretrain_iters} iterations of {args.pretrain_batch_size} ...', flush=True)
+        canvases = make_unlabelled_canvases(args.pretrain_images, seed=args.seed)
+        pretrain_tiny_mae(canvases, ckpt, args.pretrain_iters, seed=args.seed,
+                          batch_size=args.pretrain_batch_size)
     results: List[tuple] = []
     for init, checkpoint in (('MAE pre-trained', ckpt), ('random init', None)):
         if 'det' not in args.skip:
@@ -396,9 +423,12 @@ def main(argv=None):
                                batch_size=args.batch_size)
             m = run(cfg)
             results.append((init, 'UperNet', f'mIoU {m["mIoU"]:.1f}'))
+    pre = (f'checkpoint {args.checkpoint}' if args.checkpoint else
+           f'MAE {args.pretrain_iters} it x {args.pretrain_batch_size} on '
+           f'{args.pretrain_images} unlabelled canvases')
     print('\ntransfer on the Fashion-MNIST mosaics '
           f'({args.train_images} train / {args.val_images} val canvases of 128x128; '
-          f'MAE {args.pretrain_iters} it, det {args.det_iters} it, seg {args.seg_iters} it, '
+          f'{pre}; det {args.det_iters} it, seg {args.seg_iters} it, '
           f'batch {args.batch_size}, seed {args.seed})')
     for init, model, text in results:
         print(f'  {model:<11} {init:<16} {text}')
