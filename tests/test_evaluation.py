@@ -170,9 +170,12 @@ def test_fashion_finetune_loads_a_pretraining_checkpoint(path, tmp_path):
     assert torch.equal(model.backbone.pos_embed, mae.backbone.pos_embed)
     optim = build_optim_wrapper(model, cfg.optim_wrapper)
     lrs = {n: g['lr'] for g in optim.optimizer.param_groups for n in g['param_names']}
-    assert lrs['head.fc.weight'] == pytest.approx(1e-3)
-    assert lrs['backbone.layers.1.attn.qkv.weight'] == pytest.approx(1e-3 * 0.75)
-    assert lrs['backbone.patch_embed.projection.weight'] == pytest.approx(1e-3 * 0.75**3)
+    base = cfg.optim_wrapper.optimizer.lr
+    rate = cfg.optim_wrapper.paramwise_cfg.layer_decay_rate
+    assert rate < 1
+    assert lrs['head.fc.weight'] == pytest.approx(base)
+    assert lrs['backbone.layers.1.attn.qkv.weight'] == pytest.approx(base * rate)
+    assert lrs['backbone.patch_embed.projection.weight'] == pytest.approx(base * rate**3)
     check_pipeline(cfg.train_dataloader.dataset.pipeline)
 
 
