@@ -1,6 +1,5 @@
 """Shared pieces of the downstream tests (fixtures, a recording hook, running mmdet's /
 mmseg's own train scripts), and tests of those pieces."""
-import importlib.util
 import os
 import os.path as osp
 import subprocess
@@ -12,17 +11,9 @@ from mmengine.hooks import Hook
 from mmengine.registry import DefaultScope
 from mmengine.runner import save_checkpoint
 
-from conftest import build_tiny
+from conftest import build_tiny, load_tool
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
-
-
-def load_tool(rel):
-    """Import a script of the repository (tools/...) as a module."""
-    spec = importlib.util.spec_from_file_location(osp.basename(rel)[:-3], osp.join(ROOT, rel))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 bench = load_tool('tools/analysis/transfer_benchmark.py')
@@ -114,3 +105,12 @@ def test_transfer_benchmark_checkpoint_option_skips_pretraining(tmp_path, monkey
     assert len(results) == 4 and len(built) == 4
     inits = [cfg.model.backbone.init_cfg for cfg in built]
     assert [i['checkpoint'] if i else None for i in inits] == [ckpt, ckpt, None, None]
+    assert all(cfg.model.backbone.get('frozen_stages', -1) < 0 for cfg in built)
+    # --frozen-backbone / --layer-decay reach every model the benchmark builds
+    built.clear()
+    bench.main(['--work-dir', str(tmp_path / 'wd'), '--train-images', '2', '--val-images',
+                '1', '--checkpoint', ckpt, '--frozen-backbone', '--layer-decay', '1.0'])
+    assert len(built) == 4
+    for cfg in built:
+        assert cfg.model.backbone.frozen_stages == bench.TINY_ARCH['num_layers']
+        assert cfg.optim_wrapper.paramwise_cfg.layer_decay_rate == 1.0

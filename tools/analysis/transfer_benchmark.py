@@ -371,6 +371,12 @@ def parse_args(argv=None):
                    help='skip pre-training and fine-tune from this checkpoint (any layout '
                         'the backbone loads: mmmim, mmpretrain, timm/MAE, ViTDet) with the '
                         'tiny ViT\'s shapes, e.g. the mae_tiny.pth of an earlier run')
+    p.add_argument('--frozen-backbone', action='store_true',
+                   help='freeze the whole backbone in both runs (only the pyramid and heads '
+                        'train): shows how much the task needs the backbone at all')
+    p.add_argument('--layer-decay', type=float, default=None,
+                   help='layer-wise lr decay rate for both models (default: the configs\' '
+                        '0.65; 1.0 = none)')
     p.add_argument('--det-iters', type=int, default=600)
     p.add_argument('--seg-iters', type=int, default=400)
     p.add_argument('--det-lr', type=float, default=4e-4)
@@ -408,19 +414,26 @@ def main(argv=None):
         canvases = make_unlabelled_canvases(args.pretrain_images, seed=args.seed)
         pretrain_tiny_mae(canvases, ckpt, args.pretrain_iters, seed=args.seed,
                           batch_size=args.pretrain_batch_size)
+    def adjust(cfg):
+        if args.frozen_backbone:
+            cfg.model.backbone.frozen_stages = TINY_ARCH['num_layers']
+        if args.layer_decay is not None:
+            cfg.optim_wrapper.paramwise_cfg.layer_decay_rate = args.layer_decay
+        return cfg
+
     results: List[tuple] = []
     for init, checkpoint in (('MAE pre-trained', ckpt), ('random init', None)):
         if 'det' not in args.skip:
-            cfg = tiny_det_cfg(det_data, osp.join(wd, f'det_{init.split()[0]}'), checkpoint,
-                               max_iters=args.det_iters, lr=args.det_lr,
-                               batch_size=args.batch_size)
+            cfg = adjust(tiny_det_cfg(det_data, osp.join(wd, f'det_{init.split()[0]}'),
+                                      checkpoint, max_iters=args.det_iters, lr=args.det_lr,
+                                      batch_size=args.batch_size))
             m = run(cfg)
             results.append((init, 'Mask R-CNN', f'box AP {100 * m["coco/bbox_mAP"]:.1f}  '
                             f'mask AP {100 * m["coco/segm_mAP"]:.1f}'))
         if 'seg' not in args.skip:
-            cfg = tiny_seg_cfg(seg_data, osp.join(wd, f'seg_{init.split()[0]}'), checkpoint,
-                               max_iters=args.seg_iters, lr=args.seg_lr,
-                               batch_size=args.batch_size)
+            cfg = adjust(tiny_seg_cfg(seg_data, osp.join(wd, f'seg_{init.split()[0]}'),
+                                      checkpoint, max_iters=args.seg_iters, lr=args.seg_lr,
+                                      batch_size=args.batch_size))
             m = run(cfg)
             results.append((init, 'UperNet', f'mIoU {m["mIoU"]:.1f}'))
     pre = (f'checkpoint {args.checkpoint}' if args.checkpoint else
