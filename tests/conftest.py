@@ -1,5 +1,7 @@
 """Shared fixtures: mmmim's default scope and tiny CPU-sized models."""
 import copy
+import importlib.util
+import os.path as osp
 
 import pytest
 import torch
@@ -51,3 +53,12 @@ def build_tiny(**overrides):
 @pytest.fixture
 def tiny_model():
     return build_tiny()
+
+
+def load_tool(rel):
+    """Import a script of the repository (``tools/...``) as a module."""
+    path = osp.join(osp.dirname(osp.dirname(osp.abspath(__file__))), rel)
+    spec = importlib.util.spec_from_file_location(osp.basename(rel)[:-3], path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module

@@ -7,7 +7,7 @@ import torch
 from mmengine.config import Config
 from mmengine.registry import PARAM_SCHEDULERS
 
-from test_downstream_common import load_tool
+from conftest import load_tool
 
 bench = load_tool('tools/analysis/fmnist_benchmark.py')
 

@@ -3,7 +3,6 @@
 The end-to-end tests train mmpretrain's MAE (2-layer 32-d ViT) for a few iterations
 on 32 random 32x32 PNGs written into tmp_path.
 """
-import importlib.util
 import os
 import os.path as osp
 import socket
@@ -17,6 +16,7 @@ from mmengine.config import Config
 from PIL import Image
 
 import mmmim
+from conftest import load_tool
 from mmmim.utils import UnsafeCheckpointError, load_checkpoint_safely
 from mmmim.utils.dist import setup_cpu_distributed
 from mmmim.utils.launch import (RegistryLookupError, check_cfg_options, check_checkpoint_file,
@@ -27,16 +27,8 @@ CONFIG = osp.join(REPO, 'tests', 'configs', 'foundation_tiny_mae.py')
 CLS_CONFIG = osp.join(REPO, 'tests', 'configs', 'foundation_tiny_cls.py')
 
 
-def _load_tool(name):
-    spec = importlib.util.spec_from_file_location(f'mmmim_tool_{name}',
-                                                  osp.join(REPO, 'tools', f'{name}.py'))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-train_tool = _load_tool('train')
-test_tool = _load_tool('test')
+train_tool = load_tool('tools/train.py')
+test_tool = load_tool('tools/test.py')
 
 
 @pytest.fixture(scope='module')

@@ -198,13 +198,12 @@ def prepare_finetune(args, work_dir: str, checkpoint, epochs: int) -> str:
     def to_iters(epoch):
         return 0 if epoch == 0 else max(2, round(epoch * epoch_iters))
 
-    scheds = cfg.get('param_scheduler') or []
-    if any(s.get('by_epoch', True) and s.get('convert_to_iter_based') and
-           any(v != int(v) for v in (s.get('begin', 0), s.get('end', epochs))) for s in scheds):
-        for s in scheds:
-            if s.get('by_epoch', True) and s.get('convert_to_iter_based'):
-                s.update(by_epoch=False, convert_to_iter_based=False,
-                         begin=to_iters(s.get('begin', 0)), end=to_iters(s.get('end', epochs)))
+    epoch_based = [s for s in cfg.get('param_scheduler') or []
+                   if s.get('by_epoch', True) and s.get('convert_to_iter_based')]
+    if any(v != int(v) for s in epoch_based for v in (s.get('begin', 0), s.get('end', epochs))):
+        for s in epoch_based:
+            s.update(by_epoch=False, convert_to_iter_based=False,
+                     begin=to_iters(s.get('begin', 0)), end=to_iters(s.get('end', epochs)))
     cfg.train_cfg.val_interval = epochs
     cfg.default_hooks.checkpoint = dict(type='CheckpointHook', interval=epochs, max_keep_ckpts=1)
     out = osp.join(work_dir, 'finetune_config.py')
