@@ -21,11 +21,14 @@ bench = load_tool('tools/analysis/transfer_benchmark.py')
 
 @pytest.fixture(scope='module')
 def pretrained(tmp_path_factory):
-    """A tiny MAE pre-training checkpoint (the benchmark's ViT) whose encoder differs
-    from any fresh initialisation; returns its path and its encoder tensors."""
+    """An MAE pre-training checkpoint with the benchmark's ViT (the Fashion-MNIST
+    config's) on the canvas size, whose encoder differs from any fresh initialisation;
+    returns its path and its encoder tensors."""
+    bb = bench.bench_backbone()
     with DefaultScope.overwrite_default_scope('mmmim'):  # a Runner may have switched it
-        model = build_tiny(backbone=dict(arch=dict(bench.TINY_ARCH), img_size=128,
-                                         patch_size=16, in_channels=3))
+        model = build_tiny(backbone=dict(arch=bb['arch'], img_size=bench.CANVAS,
+                                         patch_size=bb['patch_size'],
+                                         in_channels=bb['in_channels']))
     with torch.no_grad():
         for p in model.backbone.parameters():
             p.add_(torch.randn_like(p) * 0.05)
@@ -72,45 +75,63 @@ def test_pretrained_fixture_holds_the_whole_encoder(pretrained):
     assert all(torch.equal(saved['backbone.' + k], v) for k, v in enc.items())
 
 
-def test_unlabelled_pretraining_canvases_hold_items_on_flat_backgrounds():
-    """The transfer benchmark's MAE pre-training images: drawn like the labelled sets
-    (a flat tinted background, 1..3 items), reproducible from the seed."""
-    import numpy as np
-    imgs = bench.make_unlabelled_canvases(6, seed=0)
-    assert imgs.shape == (6, 128, 128, 3) and imgs.dtype == np.uint8
-    for img in imgs:
-        colours, counts = np.unique(img.reshape(-1, 3), axis=0, return_counts=True)
-        background = colours[counts.argmax()]
-        assert background.max() < 40                       # the dark tint
-        item_fraction = (img != background).any(-1).mean()
-        assert 0.01 < item_fraction < 0.75                  # items, but not a full canvas
-    assert len({img.tobytes() for img in imgs}) == 6        # every canvas differs
-    np.testing.assert_array_equal(imgs, bench.make_unlabelled_canvases(6, seed=0))
-    assert not np.array_equal(imgs, bench.make_unlabelled_canvases(6, seed=1))
+def test_benchmark_pretraining_runs_the_main_job_config_and_fits_the_downstream_vit(tmp_path):
+    """Without --checkpoint the benchmark pre-trains with the main job's config through
+    tools/train.py (here 1 epoch on 64 images); the checkpoint it returns loads strictly
+    into the downstream backbone the benchmark builds."""
+    from mmengine.config import Config
+    from mmmim.models.downstream import PlainViTBackbone
+    ckpt = bench.pretrain_mae(str(tmp_path / 'pre'), epochs=1, amp=False, num_images=64)
+    cfg = Config.fromfile(str(tmp_path / 'pre' / 'pretrain_config.py'))
+    assert cfg.train_cfg.max_epochs == 1 and cfg.custom_hooks == []
+    assert cfg.train_dataloader.dataset.indices == 64
+    assert cfg.model.backbone.arch == bench.bench_backbone()['arch']
+    saved = torch.load(ckpt, weights_only=False)
+    assert saved['meta']['epoch'] == 1
+    ade = bench.make_ade_mosaic(str(tmp_path / 'ade'), 'training', 1)
+    bb_cfg = bench.probe_seg_cfg(dict(train=ade, val=ade), str(tmp_path / 'wd'),
+                                 ckpt).model.backbone
+    bb_cfg.pop('type')
+    backbone = PlainViTBackbone(**bb_cfg)
+    backbone.init_weights()  # strict: any missing or unexpected key would raise
+    for key, value in backbone.state_dict().items():
+        if key != 'pos_embed':  # resized from the 32x32 images' grid to the canvas'
+            assert torch.equal(value, saved['state_dict']['backbone.' + key]), key
 
 
 def test_transfer_benchmark_checkpoint_option_skips_pretraining(tmp_path, monkeypatch):
     """--checkpoint fine-tunes from the given file: no MAE is trained, and the file is
-    what the detector and the segmentor are built from."""
+    what the probe, the segmentor and the detector are built from; the probe's backbone
+    is always frozen, the fine-tuned ones only with --frozen-backbone."""
     def no_pretraining(*args, **kwargs):
         raise AssertionError('pre-training ran although --checkpoint was given')
 
     built = []
-    monkeypatch.setattr(bench, 'pretrain_tiny_mae', no_pretraining)
+    monkeypatch.setattr(bench, 'pretrain_mae', no_pretraining)
     monkeypatch.setattr(bench, 'run', lambda cfg: built.append(cfg) or {
         'coco/bbox_mAP': 0., 'coco/segm_mAP': 0., 'mIoU': 0.})
     ckpt = str(tmp_path / 'given.pth')
+    depth = bench.bench_backbone()['arch']['num_layers']
     results = bench.main(['--work-dir', str(tmp_path / 'wd'), '--train-images', '2',
                           '--val-images', '1', '--checkpoint', ckpt])
-    assert len(results) == 4 and len(built) == 4
+    assert len(results) == 6 and len(built) == 6
     inits = [cfg.model.backbone.init_cfg for cfg in built]
-    assert [i['checkpoint'] if i else None for i in inits] == [ckpt, ckpt, None, None]
-    assert all(cfg.model.backbone.get('frozen_stages', -1) < 0 for cfg in built)
-    # --frozen-backbone / --layer-decay reach every model the benchmark builds
+    assert [i['checkpoint'] if i else None for i in inits] == [ckpt] * 3 + [None] * 3
+    frozen = [cfg.model.backbone.get('frozen_stages', -1) for cfg in built]
+    assert frozen == [depth, -1, -1] * 2
+    assert [cfg.model.decode_head.type if 'decode_head' in cfg.model else None
+            for cfg in built[:3]] == ['FCNHead', 'UPerHead', None]
+    # --frozen-backbone / --layer-decay reach every fine-tuned model
     built.clear()
     bench.main(['--work-dir', str(tmp_path / 'wd'), '--train-images', '2', '--val-images',
-                '1', '--checkpoint', ckpt, '--frozen-backbone', '--layer-decay', '1.0'])
+                '1', '--checkpoint', ckpt, '--frozen-backbone', '--layer-decay', '1.0',
+                '--skip', 'probe'])
     assert len(built) == 4
     for cfg in built:
-        assert cfg.model.backbone.frozen_stages == bench.TINY_ARCH['num_layers']
+        assert cfg.model.backbone.frozen_stages == depth
         assert cfg.optim_wrapper.paramwise_cfg.layer_decay_rate == 1.0
+
+
+def test_unknown_item_labels_are_refused_with_the_valid_ones(tmp_path):
+    with pytest.raises(ValueError, match=r'labels \[10\] do not exist; use 0..9 \(0 T-shirt'):
+        bench.make_ade_mosaic(str(tmp_path), 'training', 1, labels=(5, 10))

@@ -109,7 +109,8 @@ def test_mask_rcnn_trains_from_the_pretrained_backbone(coco, pretrained, tmp_pat
     # layer decay from the mmdet-scope config: block 0 at rate**4, the heads at lr
     groups = runner.optim_wrapper.optimizer.param_groups
     scale = {n: g['lr_scale'] for g in groups for n in g['param_names']}
-    assert scale['backbone.layers.0.attn.qkv.weight'] == pytest.approx(0.7**4)
+    depth = bench.bench_backbone()['arch']['num_layers']
+    assert scale['backbone.layers.0.attn.qkv.weight'] == pytest.approx(0.7**depth)
     assert scale['roi_head.mask_head.conv_logits.weight'] == 1.0
     assert 'backbone.cls_token' not in scale  # unused with windows: frozen
     # and it evaluates with mmdet's CocoMetric
@@ -128,16 +129,20 @@ def test_det_config_runs_through_tools_train(coco, pretrained, tmp_path):
 
 
 def test_wrong_patch_size_checkpoint_is_refused_by_the_detector(coco, tmp_path):
+    bb = bench.bench_backbone()
+    assert bb['patch_size'] != 8
     with DefaultScope.overwrite_default_scope('mmmim'):  # a Runner may have switched it
-        model = build_tiny(backbone=dict(arch=dict(bench.TINY_ARCH), img_size=128,
-                                         patch_size=8, in_channels=3))
+        model = build_tiny(backbone=dict(arch=bb['arch'], img_size=bench.CANVAS,
+                                         patch_size=8, in_channels=bb['in_channels']))
     path = str(tmp_path / 'p8.pth')
     save_checkpoint({'state_dict': model.state_dict(), 'meta': {}}, path)
     runner = Runner.from_cfg(bench.tiny_det_cfg(coco, str(tmp_path), path, max_iters=1))
     with pytest.raises(CheckpointMismatchError) as err:
         runner.train()
     msg = str(err.value)
-    assert 'patch_embed.projection.weight: checkpoint 64x3x8x8 vs model 64x3x16x16' in msg
+    dims, c, p = bb['arch']['embed_dims'], bb['in_channels'], bb['patch_size']
+    assert (f'patch_embed.projection.weight: checkpoint {dims}x{c}x8x8 vs model '
+            f'{dims}x{c}x{p}x{p}') in msg
     assert 'patch_size=8' in msg and 'convert_checkpoint.py' in msg
 
 

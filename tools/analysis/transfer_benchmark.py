@@ -1,21 +1,25 @@
 """Transfer on a CPU: detection and segmentation from a pre-trained vs a random ViT.
 
-    python tools/analysis/transfer_benchmark.py [--work-dir DIR] [--pretrain-images N]
-        [--pretrain-iters N] [--pretrain-batch-size N] [--det-iters N] [--seg-iters N]
-        [--train-images N] [--val-images N] [--seed S]
+    python tools/analysis/transfer_benchmark.py [--work-dir DIR] [--checkpoint CKPT]
+        [--pretrain-epochs N] [--probe-iters N] [--seg-iters N] [--det-iters N]
+        [--labels L ...] [--train-images N] [--val-images N] [--seed S] [--skip ...]
 
-Builds two small data sets from Fashion-MNIST items pasted on larger canvases, in the
-formats of the real benchmarks: COCO instances (boxes and masks from thresholding each
-item) and ADE20K (per-pixel class maps; 0 = unlabelled). Then:
+The ImageNet -> COCO / ADE20K protocol in miniature. The MAE is pre-trained on
+object-centric images (Fashion-MNIST items, one per 32x32 image: the README's main job,
+``configs/fashion_mnist/mae_vit-mini-p4_4e.py``, unless ``--checkpoint`` gives its
+checkpoint); the downstream sets are scenes: 64x64 canvases holding 1..3 items of
+20..32 pixels, in the formats of the real benchmarks: COCO instances (boxes and masks
+from thresholding each item) and ADE20K (per-pixel class maps; 0 = unlabelled). The
+default classes are the three footwear classes (Sandal, Sneaker, Ankle boot), which
+differ by shape only. Then, once from the pre-trained and once from a random backbone:
 
-1. pre-trains a tiny MAE (mmmim's, 4 blocks of 64 dims, patch 16) for
-   ``--pretrain-iters`` iterations on ``--pretrain-images`` unlabelled canvases drawn
-   the same way (in memory, from Fashion-MNIST training items): as with ImageNet before
-   COCO, the pre-training set is larger than the labelled one and has no labels;
-2. fine-tunes the tiny Mask R-CNN and the tiny UperNet built from the real configs in
-   configs/downstream/ (same backbone wrapper, pyramid, heads, layer decay) for a
-   fixed budget, once from the pre-trained backbone and once from a random one;
-3. prints box AP, mask AP (mmdet's CocoMetric) and mIoU (mmseg's IoUMetric).
+1. a per-pixel linear probe: the backbone frozen, a 1x1-conv classifier (mmseg's
+   ``FCNHead`` with no convs) on its last block, upsampled to the labels; mIoU. This
+   measures what the representation itself carries to the dense task;
+2. the tiny UperNet and the tiny Mask R-CNN built from the real configs in
+   configs/downstream/ (same backbone wrapper, pyramid, heads, layer decay) with the
+   pre-training's ViT, fine-tuned for a fixed budget: mIoU (mmseg's IoUMetric), box AP
+   and mask AP (mmdet's CocoMetric).
 
 The data and model builders here are also what the downstream tests use.
 """
@@ -30,13 +34,27 @@ from typing import Dict, List, Optional, Sequence
 import numpy as np
 
 sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
+sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
 
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 DET_CONFIG = osp.join(ROOT, 'configs/downstream/mmdet/mask-rcnn_vit-b_simple-fpn_lsj-100e_coco.py')
 SEG_CONFIG = osp.join(ROOT, 'configs/downstream/mmseg/upernet_vit-b_8xb2-160k_ade20k-512x512.py')
-#: Fashion-MNIST labels used as object classes (distinct silhouettes)
-ITEM_LABELS = (1, 5, 8)  # Trouser, Sandal, Bag
-TINY_ARCH = dict(embed_dims=64, num_layers=4, num_heads=4, feedforward_channels=128)
+#: the pre-training: the README's main job (MAE, ViT "mini" with 4x4 patches, grey)
+PRETRAIN_CONFIG = osp.join(ROOT, 'configs/fashion_mnist/mae_vit-mini-p4_4e.py')
+#: Fashion-MNIST labels used as object classes: Sandal, Sneaker, Ankle boot
+ITEM_LABELS = (5, 7, 9)
+CANVAS = 64
+ITEM_SIZES = (20, 32)
+
+
+def bench_backbone(config: str = PRETRAIN_CONFIG) -> dict:
+    """The pre-training config's ViT (arch, patch size, channels) and pixel statistics:
+    the downstream models are built with the same, so its checkpoint fits them."""
+    from mmengine.config import Config
+    model = Config.fromfile(config).model
+    bb, pre = model.backbone, model.data_preprocessor
+    return dict(arch=dict(bb.arch), patch_size=bb.patch_size, in_channels=bb.in_channels,
+                mean=list(pre.mean), std=list(pre.std))
 
 
 # ---------------------------------------------------------------------- data
@@ -49,6 +67,10 @@ def _items(split: str, labels: Sequence[int], limit: int = 3000, seed: int = 0):
     for path in paths:
         if not osp.isfile(path):
             raise FileNotFoundError(f'Fashion-MNIST file {path} is missing; {INSTALL_HINT}')
+    unknown = sorted(set(labels) - set(range(len(CLASSES))))
+    if unknown:
+        raise ValueError(f'Fashion-MNIST labels {unknown} do not exist; use 0..9 '
+                         f'({", ".join(f"{i} {n}" for i, n in enumerate(CLASSES))})')
     images, targets = read_idx(paths[0]), read_idx(paths[1])
     keep = np.flatnonzero(np.isin(targets, labels))[:limit]
     names = tuple(CLASSES[i] for i in labels)
@@ -56,16 +78,17 @@ def _items(split: str, labels: Sequence[int], limit: int = 3000, seed: int = 0):
     return images[keep], np.array([index[t] for t in targets[keep]]), names
 
 
-def _compose(rng, items, classes, canvas: int, max_items: int, threshold: int):
-    """One canvas: RGB image, per-instance (class, mask) list."""
+def _compose(rng, items, classes, canvas: int, max_items: int, threshold: int,
+             sizes: Sequence[int] = ITEM_SIZES):
+    """One grey canvas (black, as the pre-training images' background) and its
+    per-instance (class, mask) list; items are resized to ``sizes`` and do not overlap."""
     import cv2
-    img = np.zeros((canvas, canvas, 3), np.uint8)
-    img[:] = rng.integers(0, 40, size=3, dtype=np.uint8)  # a dark, tinted background
+    img = np.zeros((canvas, canvas), np.uint8)
     occupied = np.zeros((canvas, canvas), bool)
     instances = []
     for _ in range(rng.integers(1, max_items + 1)):
         k = rng.integers(len(items))
-        size = int(rng.integers(canvas // 4, canvas // 2 + 1))
+        size = int(rng.integers(sizes[0], min(sizes[1], canvas) + 1))
         item = cv2.resize(items[k], (size, size), interpolation=cv2.INTER_LINEAR)
         mask_local = item > threshold
         for _ in range(20):  # try places that do not overlap earlier items
@@ -79,22 +102,21 @@ def _compose(rng, items, classes, canvas: int, max_items: int, threshold: int):
         if mask.sum() < 16:
             continue
         occupied[y:y + size, x:x + size] = True
-        colour = rng.uniform(0.6, 1.0, size=3)
-        patch = (item[..., None] * colour).astype(np.uint8)
-        region = img[y:y + size, x:x + size]
-        region[mask_local] = patch[mask_local]
+        img[y:y + size, x:x + size][mask_local] = item[mask_local]
         instances.append((int(classes[k]), mask))
     return img, instances
 
 
-def make_coco_mosaic(root: str, split: str = 'train', num_images: int = 8, canvas: int = 128,
+def make_coco_mosaic(root: str, split: str = 'train', num_images: int = 8, canvas: int = CANVAS,
                      max_items: int = 3, labels: Sequence[int] = ITEM_LABELS, seed: int = 0,
                      threshold: int = 40) -> Dict[str, str]:
-    """COCO-format instance set: ``root/<split>/*.png`` and ``root/annotations/<split>.json``.
+    """COCO-format instance set: ``root/<split>/*.png`` (grey) and
+    ``root/annotations/<split>.json``.
 
-    Each canvas holds 1..max_items Fashion-MNIST items (resized, tinted, not
-    overlapping); an item's mask is its pixels above ``threshold``, its box the mask's
-    bounding box. Returns the paths and the class names.
+    Each canvas holds 1..max_items Fashion-MNIST items (resized, not overlapping); an
+    item's mask is its pixels above ``threshold``, its box the mask's bounding box.
+    Train canvases use Fashion-MNIST training items, val canvases its test items.
+    Returns the paths and the class names.
     """
     import mmcv
     from pycocotools import mask as mask_utils
@@ -106,7 +128,7 @@ def make_coco_mosaic(root: str, split: str = 'train', num_images: int = 8, canva
     for i in range(num_images):
         img, instances = _compose(rng, items, classes, canvas, max_items, threshold)
         name = f'{i:05d}.png'
-        mmcv.imwrite(img[..., ::-1], osp.join(root, split, name))  # stored as BGR
+        mmcv.imwrite(img, osp.join(root, split, name))
         images.append(dict(id=i + 1, file_name=name, height=canvas, width=canvas))
         for cls, mask in instances:
             ys, xs = np.nonzero(mask)
@@ -124,10 +146,10 @@ def make_coco_mosaic(root: str, split: str = 'train', num_images: int = 8, canva
     return dict(data_root=root, ann_file=ann_file, img_dir=osp.join(root, split), classes=names)
 
 
-def make_ade_mosaic(root: str, split: str = 'training', num_images: int = 8, canvas: int = 128,
+def make_ade_mosaic(root: str, split: str = 'training', num_images: int = 8, canvas: int = CANVAS,
                     max_items: int = 3, labels: Sequence[int] = ITEM_LABELS, seed: int = 0,
                     threshold: int = 40) -> Dict[str, str]:
-    """ADE20K-format semantic set: ``root/images/<split>/*.jpg`` and
+    """ADE20K-format semantic set: ``root/images/<split>/*.png`` (grey) and
     ``root/annotations/<split>/*.png`` class maps.
 
     As in ADE20K, map value 0 is "unlabelled" (ignored after ``reduce_zero_label``);
@@ -145,20 +167,38 @@ def make_ade_mosaic(root: str, split: str = 'training', num_images: int = 8, can
         seg = np.ones((canvas, canvas), np.uint8)
         for cls, mask in instances:
             seg[mask] = cls + 2
-        mmcv.imwrite(img[..., ::-1], osp.join(img_dir, f'{i:05d}.jpg'))
+        mmcv.imwrite(img, osp.join(img_dir, f'{i:05d}.png'))
         mmcv.imwrite(seg, osp.join(ann_dir, f'{i:05d}.png'))
     return dict(data_root=root, img_dir=img_dir, ann_dir=ann_dir,
                 classes=('background', ) + tuple(names))
 
 
 # --------------------------------------------------------------------- models
-def tiny_backbone(cfg_backbone: dict, checkpoint: Optional[str], **kw) -> dict:
-    """Shrink a config's ViT-B to the tiny ViT (patch 16, 128x128 input)."""
+def tiny_backbone(cfg_backbone: dict, checkpoint: Optional[str], backbone: dict,
+                  canvas: int = CANVAS, **kw) -> dict:
+    """Shrink a config's ViT-B to ``backbone`` (:func:`bench_backbone`) on the canvas."""
     bb = copy.deepcopy(dict(cfg_backbone))
-    bb.update(arch=dict(TINY_ARCH), img_size=128, patch_size=16, drop_path_rate=0., **kw)
+    bb.update(arch=dict(backbone['arch']), img_size=canvas, patch_size=backbone['patch_size'],
+              in_channels=backbone['in_channels'], drop_path_rate=0., **kw)
     bb['init_cfg'] = (dict(type='Pretrained', checkpoint=checkpoint, prefix='backbone.')
                       if checkpoint else None)
     return bb
+
+
+def _grey_pipeline(pipeline: list, canvas: int) -> list:
+    """The config's pipeline for the grey canvases: images read as one channel, sizes
+    set to the canvas."""
+    pipeline = copy.deepcopy(pipeline)
+    for t in pipeline:
+        if t['type'] == 'LoadImageFromFile':
+            t['color_type'] = 'grayscale'
+        elif t['type'] == 'RandomResize':
+            t.update(scale=(canvas, canvas), ratio_range=(0.5, 1.5))
+        elif t['type'] == 'Resize':
+            t['scale'] = (canvas, canvas)
+        elif t['type'] == 'RandomCrop':
+            t['crop_size'] = (canvas, canvas)
+    return pipeline
 
 
 def _common_runtime(cfg, work_dir: str, max_iters: int, lr: float, val_interval: int):
@@ -187,18 +227,29 @@ def _common_runtime(cfg, work_dir: str, max_iters: int, lr: float, val_interval:
 
 def tiny_det_cfg(data: Dict[str, Dict], work_dir: str, checkpoint: Optional[str] = None,
                  max_iters: int = 2, lr: float = 2e-4, batch_size: int = 2,
-                 val_interval: Optional[int] = None):
-    """The real Mask R-CNN config, shrunk: tiny ViT (windows of 3 with padding, global
-    blocks 1 and 3), 64-channel pyramid and heads, 128x128 LSJ, the mosaic set."""
+                 val_interval: Optional[int] = None, backbone: Optional[dict] = None):
+    """The real Mask R-CNN config, shrunk: the pre-training's ViT on the 64x64 canvas
+    (windows of 4 patches with padding, global attention in the middle and last blocks),
+    64-channel pyramid and heads, LSJ at the canvas size, the mosaic set."""
     from mmengine.config import Config
     cfg = Config.fromfile(DET_CONFIG)
+    backbone = backbone or bench_backbone()
     train, val = data['train'], data['val']
     classes = tuple(train['classes'])
+    depth, dims = backbone['arch']['num_layers'], backbone['arch']['embed_dims']
     m = cfg.model
-    m.backbone = tiny_backbone(m.backbone, checkpoint, out_indices=(3, ), window_size=3,
-                               global_attn_indices=(1, 3))
-    m.neck.update(in_channels=TINY_ARCH['embed_dims'], out_channels=64)
-    m.data_preprocessor.batch_augments = [dict(type='BatchFixedSizePad', size=(128, 128),
+    m.backbone = tiny_backbone(m.backbone, checkpoint, backbone, out_indices=(depth - 1, ),
+                               window_size=4, global_attn_indices=(depth // 2 - 1, depth - 1))
+    # the pyramid at strides p/2 .. 4p (ViT-B/16 on COCO: p/4 .. 2p), so that the items
+    # (20..32 pixels) relate to the strides as 32..64-pixel items did at p/4 .. 2p
+    factors = (2, 1, 0.5, 0.25)
+    strides = [int(backbone['patch_size'] / f) for f in factors]
+    m.neck.update(in_channels=dims, out_channels=64, scale_factors=factors)
+    m.rpn_head.anchor_generator.strides = strides + [2 * strides[-1]]
+    m.roi_head.bbox_roi_extractor.featmap_strides = strides
+    m.roi_head.mask_roi_extractor.featmap_strides = strides
+    m.data_preprocessor.update(mean=backbone['mean'], std=backbone['std'], bgr_to_rgb=False)
+    m.data_preprocessor.batch_augments = [dict(type='BatchFixedSizePad', size=(CANVAS, CANVAS),
                                                pad_mask=True)]
     m.rpn_head.update(in_channels=64, feat_channels=64)
     m.rpn_head.anchor_generator.scales = [4]
@@ -210,16 +261,8 @@ def tiny_det_cfg(data: Dict[str, Dict], work_dir: str, checkpoint: Optional[str]
     m.train_cfg.rcnn.sampler.num = 64
     m.train_cfg.rpn.sampler.num = 64
     m.test_cfg.rcnn.max_per_img = 20
-    train_pipeline = copy.deepcopy(cfg.train_pipeline)
-    for t in train_pipeline:
-        if t['type'] == 'RandomResize':
-            t.update(scale=(128, 128), ratio_range=(0.5, 1.5))
-        elif t['type'] == 'RandomCrop':
-            t['crop_size'] = (128, 128)
-    test_pipeline = copy.deepcopy(cfg.test_pipeline)
-    for t in test_pipeline:
-        if t['type'] == 'Resize':
-            t['scale'] = (128, 128)
+    train_pipeline = _grey_pipeline(cfg.train_pipeline, CANVAS)
+    test_pipeline = _grey_pipeline(cfg.test_pipeline, CANVAS)
     metainfo = dict(classes=classes)
     cfg.train_dataloader = dict(
         batch_size=batch_size, num_workers=0, persistent_workers=False,
@@ -239,41 +282,51 @@ def tiny_det_cfg(data: Dict[str, Dict], work_dir: str, checkpoint: Optional[str]
     return _common_runtime(cfg, work_dir, max_iters, lr, val_interval or 10**9)
 
 
+def upernet_indices(depth: int) -> tuple:
+    """Four blocks spread over the depth for UperNet (ViT-B's 12: 2, 5, 8, 11)."""
+    return tuple(sorted({max(0, round((i + 1) * depth / 4) - 1) for i in range(4)}))
+
+
 def tiny_seg_cfg(data: Dict[str, Dict], work_dir: str, checkpoint: Optional[str] = None,
                  max_iters: int = 2, lr: float = 2e-4, batch_size: int = 2,
-                 val_interval: Optional[int] = None):
-    """The real UperNet config, shrunk: tiny ViT (blocks 0-3 out), BN instead of SyncBN,
-    64-channel heads, 128x128 crops, the ADE-format mosaic set."""
+                 val_interval: Optional[int] = None, backbone: Optional[dict] = None):
+    """The real UperNet config, shrunk: the pre-training's ViT on the 64x64 canvas
+    (four blocks out), BN instead of SyncBN, 64-channel heads, the ADE-format mosaic set."""
     from mmengine.config import Config
     cfg = Config.fromfile(SEG_CONFIG)
+    backbone = backbone or bench_backbone()
     train, val = data['train'], data['val']
     classes = tuple(train['classes'])
+    depth, dims = backbone['arch']['num_layers'], backbone['arch']['embed_dims']
+    out = upernet_indices(depth)
     m = cfg.model
-    m.backbone = tiny_backbone(m.backbone, checkpoint, out_indices=(0, 1, 2, 3))
-    m.data_preprocessor.size = (128, 128)
+    m.backbone = tiny_backbone(m.backbone, checkpoint, backbone, out_indices=out)
+    m.data_preprocessor.update(mean=backbone['mean'], std=backbone['std'], bgr_to_rgb=False,
+                               size=(CANVAS, CANVAS))
     bn = dict(type='BN', requires_grad=True)
-    m.neck.update(embed_dim=TINY_ARCH['embed_dims'], norm_cfg=bn)
-    m.decode_head.update(in_channels=[TINY_ARCH['embed_dims']] * 4, channels=64,
-                         num_classes=len(classes), norm_cfg=bn)
-    m.auxiliary_head.update(in_channels=TINY_ARCH['embed_dims'], channels=32,
+    m.neck.update(embed_dim=dims, norm_cfg=bn, rescales=[4, 2, 1, 0.5][-len(out):])
+    m.decode_head.update(in_channels=[dims] * len(out), in_index=list(range(len(out))),
+                         channels=64, num_classes=len(classes), norm_cfg=bn)
+    m.auxiliary_head.update(in_channels=dims, in_index=min(2, len(out) - 1), channels=32,
                             num_classes=len(classes), norm_cfg=bn)
     m.test_cfg = dict(mode='whole')
     train_pipeline = [
-        dict(type='LoadImageFromFile'),
+        dict(type='LoadImageFromFile', color_type='grayscale'),
         dict(type='LoadAnnotations', reduce_zero_label=True),
-        dict(type='RandomResize', scale=(128, 128), ratio_range=(0.75, 1.5), keep_ratio=True),
-        dict(type='RandomCrop', crop_size=(128, 128), cat_max_ratio=0.95),
+        dict(type='RandomResize', scale=(CANVAS, CANVAS), ratio_range=(0.75, 1.5),
+             keep_ratio=True),
+        dict(type='RandomCrop', crop_size=(CANVAS, CANVAS), cat_max_ratio=0.95),
         dict(type='RandomFlip', prob=0.5),
         dict(type='PackSegInputs')]
-    test_pipeline = [dict(type='LoadImageFromFile'),
+    test_pipeline = [dict(type='LoadImageFromFile', color_type='grayscale'),
                      dict(type='LoadAnnotations', reduce_zero_label=True),
                      dict(type='PackSegInputs')]
 
     def dataset(d, pipeline, test_mode):
         # ADE20KDataset only accepts its own 150 class names; the generic dataset with
-        # ADE's on-disk conventions reads the same files
+        # ADE's on-disk conventions (images .png here) reads the same files
         return dict(type='BaseSegDataset', data_root=d['data_root'],
-                    metainfo=dict(classes=classes), img_suffix='.jpg', seg_map_suffix='.png',
+                    metainfo=dict(classes=classes), img_suffix='.png', seg_map_suffix='.png',
                     reduce_zero_label=True, test_mode=test_mode,
                     data_prefix=dict(img_path=d['img_dir'], seg_map_path=d['ann_dir']),
                     pipeline=pipeline)
@@ -289,63 +342,58 @@ def tiny_seg_cfg(data: Dict[str, Dict], work_dir: str, checkpoint: Optional[str]
     return _common_runtime(cfg, work_dir, max_iters, lr, val_interval or 10**9)
 
 
-def pretrain_tiny_mae(images: np.ndarray, out: str, iters: int, seed: int = 0,
-                      batch_size: int = 32, lr: float = 1.5e-3) -> str:
-    """Pre-train mmmim's MAE with the tiny ViT on ``images`` (N, H, W, 3) uint8 and save
-    a pre-training checkpoint (``state_dict`` with ``backbone.*``) to ``out``."""
-    import torch
-    from mmengine.runner import save_checkpoint
-    import mmmim.models  # noqa: F401
-    from mmmim.registry import MODELS
-    torch.manual_seed(seed)
-    model = MODELS.build(dict(
-        type='MAE',
-        backbone=dict(type='MaskedViT', arch=dict(TINY_ARCH), img_size=128, patch_size=16,
-                      in_channels=3),
-        neck=dict(type='MAEDecoder', decoder_embed_dims=64, decoder_depth=1,
-                  decoder_num_heads=4),
-        head=dict(type='ReconstructionHead', norm_pix=True),
-        masker=dict(type='RandomMasker', ratio=0.75)))
-    model.init_weights()
-    mean = torch.tensor([123.675, 116.28, 103.53]).view(1, 3, 1, 1)
-    std = torch.tensor([58.395, 57.12, 57.375]).view(1, 3, 1, 1)
-    data = (torch.from_numpy(images).permute(0, 3, 1, 2).float() - mean) / std
-    opt = torch.optim.AdamW(model.parameters(), lr=lr, betas=(0.9, 0.95), weight_decay=0.05)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=max(iters, 1),
-                                                pct_start=0.1)
-    gen = torch.Generator().manual_seed(seed)
-    for it in range(iters):
-        idx = torch.randint(0, len(data), (batch_size, ), generator=gen)
-        batch = data[idx]
-        batch = torch.where(torch.rand(batch_size, 1, 1, 1, generator=gen) < 0.5, batch,
-                            batch.flip(-1))
-        loss = model.loss(batch)['loss_rec']
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        sched.step()
-        if (it + 1) % max(1, iters // 5) == 0:
-            print(f'  pre-train iter {it + 1}/{iters}: loss_rec {loss.item():.4f}', flush=True)
-    save_checkpoint({'state_dict': model.state_dict(), 'meta': {'iters': iters}}, out)
-    return out
+def probe_seg_cfg(data: Dict[str, Dict], work_dir: str, checkpoint: Optional[str] = None,
+                  max_iters: int = 2, lr: float = 1e-2, batch_size: int = 2,
+                  backbone: Optional[dict] = None):
+    """A per-pixel linear probe in mmseg: the segmentor of :func:`tiny_seg_cfg` with the
+    whole backbone frozen, no neck and no auxiliary head, and as decode head mmseg's
+    ``FCNHead`` with no convs (one 1x1 classifier on the last block's patch features,
+    its logits upsampled to the labels). Only that classifier trains."""
+    backbone = backbone or bench_backbone()
+    cfg = tiny_seg_cfg(data, work_dir, checkpoint, max_iters, lr, batch_size,
+                       backbone=backbone)
+    depth, dims = backbone['arch']['num_layers'], backbone['arch']['embed_dims']
+    m = cfg.model
+    m.backbone.update(out_indices=(depth - 1, ), frozen_stages=depth)
+    m.neck = None
+    m.pop('auxiliary_head')
+    m.decode_head = dict(type='FCNHead', in_channels=dims, in_index=0, channels=dims,
+                         num_convs=0, concat_input=False, dropout_ratio=0.,
+                         num_classes=len(data['train']['classes']), align_corners=False,
+                         loss_decode=dict(type='CrossEntropyLoss', use_sigmoid=False,
+                                          loss_weight=1.0))
+    return cfg
 
 
-def make_unlabelled_canvases(num_images: int, canvas: int = 128, max_items: int = 3,
-                             labels: Sequence[int] = ITEM_LABELS, seed: int = 0,
-                             threshold: int = 40) -> np.ndarray:
-    """``(N, canvas, canvas, 3)`` uint8 RGB canvases drawn like the labelled sets, in
-    memory and without annotations: the pre-training images. They are composed from
-    Fashion-MNIST training items, so none of the validation canvases' items is seen."""
-    items, classes, _ = _items('train', labels, limit=6000, seed=seed)
-    rng = np.random.default_rng(seed + 7919)
-    return np.stack([_compose(rng, items, classes, canvas, max_items, threshold)[0]
-                     for _ in range(num_images)])
+def pretrain_mae(work_dir: str, epochs: int, amp: bool = True,
+                 num_images: Optional[int] = None, config: str = PRETRAIN_CONFIG) -> str:
+    """Pre-train the MAE of ``config`` (the README's main job) with tools/train.py for
+    ``epochs`` (its lr schedule stretched or cut to fit), on all 60k Fashion-MNIST
+    training images or the first ``num_images``; no probe or visualisation hooks.
+    Returns the last checkpoint."""
+    from mmengine.config import Config
+    from fmnist_benchmark import last_checkpoint, set_epochs, train
+    os.makedirs(work_dir, exist_ok=True)
+    cfg = Config.fromfile(config)
+    set_epochs(cfg, epochs)
+    cfg.custom_hooks = []
+    cfg.default_hooks.checkpoint = dict(type='CheckpointHook', interval=epochs, max_keep_ckpts=1)
+    if num_images:
+        cfg.train_dataloader.dataset.indices = num_images
+    path = osp.join(work_dir, 'pretrain_config.py')
+    cfg.dump(path)
+    result = train(path, work_dir, amp=amp)
+    ckpt = last_checkpoint(work_dir)
+    if not result['ok'] or ckpt is None:
+        raise RuntimeError(f'MAE pre-training failed; see {result["log"]}')
+    print(f'  pre-trained in {result["seconds"]:.0f} s: {ckpt}', flush=True)
+    return ckpt
 
 
 def load_canvases(img_dir: str) -> np.ndarray:
     import mmcv
     files = sorted(f for f in os.listdir(img_dir) if f.endswith(('.png', '.jpg')))
-    return np.stack([mmcv.imread(osp.join(img_dir, f), channel_order='rgb') for f in files])
+    return np.stack([mmcv.imread(osp.join(img_dir, f), flag='grayscale') for f in files])
 
 
 def run(cfg) -> Dict[str, float]:
@@ -360,30 +408,37 @@ def run(cfg) -> Dict[str, float]:
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     p.add_argument('--work-dir', default='work_dirs/transfer_benchmark')
-    p.add_argument('--train-images', type=int, default=600)
-    p.add_argument('--val-images', type=int, default=100)
-    p.add_argument('--pretrain-images', type=int, default=6000,
-                   help='unlabelled canvases for the MAE (drawn like the labelled ones, '
-                        'from Fashion-MNIST training items, kept in memory)')
-    p.add_argument('--pretrain-iters', type=int, default=2000)
-    p.add_argument('--pretrain-batch-size', type=int, default=64)
     p.add_argument('--checkpoint', default=None,
-                   help='skip pre-training and fine-tune from this checkpoint (any layout '
-                        'the backbone loads: mmmim, mmpretrain, timm/MAE, ViTDet) with the '
-                        'tiny ViT\'s shapes, e.g. the mae_tiny.pth of an earlier run')
+                   help='skip pre-training and start from this checkpoint (any layout the '
+                        'backbone loads) of the pre-training config\'s ViT, e.g. the main '
+                        'job\'s work_dirs/mae_vit-mini-p4_4e/epoch_4.pth')
+    p.add_argument('--pretrain-epochs', type=int, default=4,
+                   help='epochs of the MAE pre-training on Fashion-MNIST (default 4, as the '
+                        'main job)')
+    p.add_argument('--pretrain-images', type=int, default=None,
+                   help='pre-train on the first N Fashion-MNIST training images only')
+    p.add_argument('--fp32', action='store_true',
+                   help='pre-train in fp32 (default: tools/train.py --amp)')
+    p.add_argument('--labels', type=int, nargs='+', default=list(ITEM_LABELS),
+                   help='Fashion-MNIST labels used as object classes (default: 5 7 9, '
+                        'Sandal, Sneaker, Ankle boot)')
+    p.add_argument('--train-images', type=int, default=600)
+    p.add_argument('--val-images', type=int, default=200)
     p.add_argument('--frozen-backbone', action='store_true',
-                   help='freeze the whole backbone in both runs (only the pyramid and heads '
-                        'train): shows how much the task needs the backbone at all')
+                   help='freeze the whole backbone of the fine-tuned models too (only the '
+                        'pyramid and heads train)')
     p.add_argument('--layer-decay', type=float, default=None,
-                   help='layer-wise lr decay rate for both models (default: the configs\' '
-                        '0.65; 1.0 = none)')
-    p.add_argument('--det-iters', type=int, default=600)
+                   help='layer-wise lr decay rate of the fine-tuned models (default: the '
+                        'configs\' 0.65 / 0.7; 1.0 = none)')
+    p.add_argument('--probe-iters', type=int, default=1500)
+    p.add_argument('--probe-lr', type=float, default=1e-2)
     p.add_argument('--seg-iters', type=int, default=400)
-    p.add_argument('--det-lr', type=float, default=4e-4)
-    p.add_argument('--seg-lr', type=float, default=4e-4)
+    p.add_argument('--seg-lr', type=float, default=2e-3)
+    p.add_argument('--det-iters', type=int, default=400)
+    p.add_argument('--det-lr', type=float, default=1e-3)
     p.add_argument('--batch-size', type=int, default=8)
     p.add_argument('--seed', type=int, default=0)
-    p.add_argument('--skip', choices=('det', 'seg'), nargs='*', default=[])
+    p.add_argument('--skip', choices=('probe', 'seg', 'det'), nargs='*', default=[])
     return p.parse_args(argv)
 
 
@@ -392,59 +447,66 @@ def main(argv=None):
     import torch
     import mmmim.models.downstream  # noqa: F401
     torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+    backbone = bench_backbone()
     wd = osp.abspath(args.work_dir)
     data_dir = osp.join(wd, 'data')
+    labels = tuple(args.labels)
     det_data = dict(
         train=make_coco_mosaic(osp.join(data_dir, 'coco'), 'train', args.train_images,
-                               seed=args.seed),
+                               labels=labels, seed=args.seed),
         val=make_coco_mosaic(osp.join(data_dir, 'coco'), 'val', args.val_images,
-                             seed=args.seed + 100))
+                             labels=labels, seed=args.seed + 100))
     seg_data = dict(
         train=make_ade_mosaic(osp.join(data_dir, 'ade'), 'training', args.train_images,
-                              seed=args.seed),
+                              labels=labels, seed=args.seed),
         val=make_ade_mosaic(osp.join(data_dir, 'ade'), 'validation', args.val_images,
-                            seed=args.seed + 100))
+                            labels=labels, seed=args.seed + 100))
     if args.checkpoint:
         ckpt = args.checkpoint
         print(f'using the pre-trained checkpoint {ckpt} (no pre-training)', flush=True)
     else:
-        ckpt = osp.join(wd, 'mae_tiny.pth')
-        print(f'pre-training the tiny MAE on {args.pretrain_images} unlabelled canvases for '
-              f'{args.pretrain_iters} iterations of {args.pretrain_batch_size} ...', flush=True)
-        canvases = make_unlabelled_canvases(args.pretrain_images, seed=args.seed)
-        pretrain_tiny_mae(canvases, ckpt, args.pretrain_iters, seed=args.seed,
-                          batch_size=args.pretrain_batch_size)
+        print(f'pre-training the MAE of {osp.relpath(PRETRAIN_CONFIG, ROOT)} for '
+              f'{args.pretrain_epochs} epochs ...', flush=True)
+        ckpt = pretrain_mae(osp.join(wd, 'mae_pretrain'), args.pretrain_epochs,
+                            amp=not args.fp32, num_images=args.pretrain_images)
+
     def adjust(cfg):
         if args.frozen_backbone:
-            cfg.model.backbone.frozen_stages = TINY_ARCH['num_layers']
+            cfg.model.backbone.frozen_stages = backbone['arch']['num_layers']
         if args.layer_decay is not None:
             cfg.optim_wrapper.paramwise_cfg.layer_decay_rate = args.layer_decay
         return cfg
 
     results: List[tuple] = []
     for init, checkpoint in (('MAE pre-trained', ckpt), ('random init', None)):
-        if 'det' not in args.skip:
-            cfg = adjust(tiny_det_cfg(det_data, osp.join(wd, f'det_{init.split()[0]}'),
-                                      checkpoint, max_iters=args.det_iters, lr=args.det_lr,
-                                      batch_size=args.batch_size))
+        tag = init.split()[0]
+        if 'probe' not in args.skip:
+            cfg = probe_seg_cfg(seg_data, osp.join(wd, f'probe_{tag}'), checkpoint,
+                                max_iters=args.probe_iters, lr=args.probe_lr,
+                                batch_size=args.batch_size, backbone=backbone)
             m = run(cfg)
-            results.append((init, 'Mask R-CNN', f'box AP {100 * m["coco/bbox_mAP"]:.1f}  '
-                            f'mask AP {100 * m["coco/segm_mAP"]:.1f}'))
+            results.append((init, 'linear probe', f'mIoU {m["mIoU"]:.1f}'))
         if 'seg' not in args.skip:
-            cfg = adjust(tiny_seg_cfg(seg_data, osp.join(wd, f'seg_{init.split()[0]}'),
-                                      checkpoint, max_iters=args.seg_iters, lr=args.seg_lr,
-                                      batch_size=args.batch_size))
+            cfg = adjust(tiny_seg_cfg(seg_data, osp.join(wd, f'seg_{tag}'), checkpoint,
+                                      max_iters=args.seg_iters, lr=args.seg_lr,
+                                      batch_size=args.batch_size, backbone=backbone))
             m = run(cfg)
             results.append((init, 'UperNet', f'mIoU {m["mIoU"]:.1f}'))
+        if 'det' not in args.skip:
+            cfg = adjust(tiny_det_cfg(det_data, osp.join(wd, f'det_{tag}'), checkpoint,
+                                      max_iters=args.det_iters, lr=args.det_lr,
+                                      batch_size=args.batch_size, backbone=backbone))
+            m = run(cfg)
+            box, mask = m.get('coco/bbox_mAP', 0.), m.get('coco/segm_mAP', 0.)
+            results.append((init, 'Mask R-CNN', f'box AP {100 * box:.1f}  mask AP {100 * mask:.1f}'))
     pre = (f'checkpoint {args.checkpoint}' if args.checkpoint else
-           f'MAE {args.pretrain_iters} it x {args.pretrain_batch_size} on '
-           f'{args.pretrain_images} unlabelled canvases')
-    print('\ntransfer on the Fashion-MNIST mosaics '
-          f'({args.train_images} train / {args.val_images} val canvases of 128x128; '
-          f'{pre}; det {args.det_iters} it, seg {args.seg_iters} it, '
-          f'batch {args.batch_size}, seed {args.seed})')
+           f'MAE {args.pretrain_epochs} epochs on Fashion-MNIST')
+    print(f'\ntransfer to the Fashion-MNIST mosaics ({", ".join(det_data["train"]["classes"])}; '
+          f'{args.train_images} train / {args.val_images} val canvases of {CANVAS}x{CANVAS}; '
+          f'{pre}; probe {args.probe_iters} it, UperNet {args.seg_iters} it, Mask R-CNN '
+          f'{args.det_iters} it, batch {args.batch_size}, seed {args.seed})')
     for init, model, text in results:
-        print(f'  {model:<11} {init:<16} {text}')
+        print(f'  {model:<12} {init:<16} {text}')
     return results
 
 
