@@ -118,6 +118,23 @@ def test_mask_rcnn_trains_from_the_pretrained_backbone(coco, pretrained, tmp_pat
     assert 0 <= metrics['coco/bbox_mAP'] <= 1 and 0 <= metrics['coco/segm_mAP'] <= 1
 
 
+def test_tiny_detector_strides_agree_with_its_pyramid(coco, tmp_path):
+    """The anchors and RoI extractors must use the strides the pyramid really has (the
+    patch size divided by each scale factor), or proposals land on the wrong cells."""
+    m = bench.tiny_det_cfg(coco, str(tmp_path), None).model
+    p = bench.bench_backbone()['patch_size']
+    strides = [p / f for f in m.neck.scale_factors]
+    assert m.roi_head.bbox_roi_extractor.featmap_strides == strides
+    assert m.roi_head.mask_roi_extractor.featmap_strides == strides
+    assert m.rpn_head.anchor_generator.strides == strides + [2 * strides[-1]]
+    assert m.neck.num_outs == len(m.rpn_head.anchor_generator.strides)
+    with DefaultScope.overwrite_default_scope('mmdet'):
+        from mmdet.registry import MODELS as DET_MODELS
+        detector = DET_MODELS.build(m)
+    feats = detector.extract_feat(torch.zeros(1, 1, bench.CANVAS, bench.CANVAS))
+    assert [bench.CANVAS / f.shape[-1] for f in feats] == strides + [2 * strides[-1]]
+
+
 def test_det_config_runs_through_tools_train(coco, pretrained, tmp_path):
     cfg = bench.tiny_det_cfg(coco, str(tmp_path / 'wd'), pretrained[0], max_iters=1)
     cfg_file = str(tmp_path / 'tiny_det.py')

@@ -91,3 +91,9 @@ def test_linear_probe_trains_only_a_1x1_classifier_on_the_frozen_pretrained_back
     assert head.conv_seg.out_channels == len(ade['train']['classes'])
     assert all(np.isfinite(r['decode.loss_ce']) for r in record.losses)
     assert 0 <= runner.val_loop.run()['mIoU'] <= 100
+
+
+def test_upernet_takes_four_blocks_spread_over_the_depth():
+    assert bench.upernet_indices(12) == (2, 5, 8, 11)
+    assert bench.upernet_indices(6) == (1, 2, 3, 5)
+    assert bench.upernet_indices(4) == (0, 1, 2, 3)

@@ -201,10 +201,14 @@ def _grey_pipeline(pipeline: list, canvas: int) -> list:
     return pipeline
 
 
-def _common_runtime(cfg, work_dir: str, max_iters: int, lr: float, val_interval: int):
+def _common_runtime(cfg, work_dir: str, max_iters: int, lr: float,
+                    val_interval: Optional[int]):
     cfg.work_dir = work_dir
+    # without a val_interval, no validation inside training (mmengine's loop would also
+    # validate after the last iteration): run() validates once
     cfg.train_cfg = dict(type='IterBasedTrainLoop', max_iters=max_iters,
-                         val_interval=val_interval)
+                         val_interval=val_interval or max_iters,
+                         val_begin=1 if val_interval else max_iters + 1)
     cfg.optim_wrapper.optimizer.lr = lr
     cfg.param_scheduler = [
         dict(type='LinearLR', start_factor=0.1, by_epoch=False, begin=0,
@@ -279,7 +283,7 @@ def tiny_det_cfg(data: Dict[str, Dict], work_dir: str, checkpoint: Optional[str]
     cfg.test_dataloader = cfg.val_dataloader
     cfg.val_evaluator = dict(type='CocoMetric', ann_file=val['ann_file'], metric=['bbox', 'segm'])
     cfg.test_evaluator = cfg.val_evaluator
-    return _common_runtime(cfg, work_dir, max_iters, lr, val_interval or 10**9)
+    return _common_runtime(cfg, work_dir, max_iters, lr, val_interval)
 
 
 def upernet_indices(depth: int) -> tuple:
@@ -339,7 +343,7 @@ def tiny_seg_cfg(data: Dict[str, Dict], work_dir: str, checkpoint: Optional[str]
     cfg.test_dataloader = cfg.val_dataloader
     cfg.val_evaluator = dict(type='IoUMetric', iou_metrics=['mIoU'])
     cfg.test_evaluator = cfg.val_evaluator
-    return _common_runtime(cfg, work_dir, max_iters, lr, val_interval or 10**9)
+    return _common_runtime(cfg, work_dir, max_iters, lr, val_interval)
 
 
 def probe_seg_cfg(data: Dict[str, Dict], work_dir: str, checkpoint: Optional[str] = None,
@@ -507,6 +511,10 @@ def main(argv=None):
           f'{args.det_iters} it, batch {args.batch_size}, seed {args.seed})')
     for init, model, text in results:
         print(f'  {model:<12} {init:<16} {text}')
+    with open(osp.join(wd, 'results.json'), 'w') as f:
+        json.dump(dict(args=vars(args), checkpoint=ckpt,
+                       results=[dict(init=i, model=m, metrics=t) for i, m, t in results]),
+                  f, indent=1)
     return results
 
 
