@@ -249,18 +249,15 @@ def tiny_det_cfg(data: Dict[str, Dict], work_dir: str, checkpoint: Optional[str]
     factors = (2, 1, 0.5, 0.25)
     strides = [int(backbone['patch_size'] / f) for f in factors]
     m.neck.update(in_channels=dims, out_channels=64, scale_factors=factors)
-    m.rpn_head.anchor_generator.strides = strides + [2 * strides[-1]]
-    m.roi_head.bbox_roi_extractor.featmap_strides = strides
-    m.roi_head.mask_roi_extractor.featmap_strides = strides
+    m.rpn_head.update(in_channels=64, feat_channels=64)
+    m.rpn_head.anchor_generator.update(strides=strides + [2 * strides[-1]], scales=[4])
+    m.roi_head.bbox_roi_extractor.update(featmap_strides=strides, out_channels=64)
+    m.roi_head.mask_roi_extractor.update(featmap_strides=strides, out_channels=64)
     m.data_preprocessor.update(mean=backbone['mean'], std=backbone['std'], bgr_to_rgb=False)
     m.data_preprocessor.batch_augments = [dict(type='BatchFixedSizePad', size=(CANVAS, CANVAS),
                                                pad_mask=True)]
-    m.rpn_head.update(in_channels=64, feat_channels=64)
-    m.rpn_head.anchor_generator.scales = [4]
-    m.roi_head.bbox_roi_extractor.out_channels = 64
     m.roi_head.bbox_head.update(in_channels=64, conv_out_channels=64, fc_out_channels=128,
                                 num_classes=len(classes))
-    m.roi_head.mask_roi_extractor.out_channels = 64
     m.roi_head.mask_head.update(in_channels=64, conv_out_channels=64, num_classes=len(classes))
     m.train_cfg.rcnn.sampler.num = 64
     m.train_cfg.rpn.sampler.num = 64
