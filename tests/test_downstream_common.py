@@ -114,19 +114,20 @@ def test_transfer_benchmark_checkpoint_option_skips_pretraining(tmp_path, monkey
     depth = bench.bench_backbone()['arch']['num_layers']
     results = bench.main(['--work-dir', str(tmp_path / 'wd'), '--train-images', '2',
                           '--val-images', '1', '--checkpoint', ckpt])
-    assert len(results) == 6 and len(built) == 6
+    assert len(results) == 8 and len(built) == 8
     inits = [cfg.model.backbone.init_cfg for cfg in built]
-    assert [i['checkpoint'] if i else None for i in inits] == [ckpt] * 3 + [None] * 3
+    assert [i['checkpoint'] if i else None for i in inits] == [ckpt] * 4 + [None] * 4
     frozen = [cfg.model.backbone.get('frozen_stages', -1) for cfg in built]
-    assert frozen == [depth, -1, -1] * 2
+    assert frozen == [depth, -1, -1, -1] * 2  # probe, linear fine-tune, UperNet, Mask R-CNN
     assert [cfg.model.decode_head.type if 'decode_head' in cfg.model else None
-            for cfg in built[:3]] == ['FCNHead', 'UPerHead', None]
+            for cfg in built[:4]] == ['FCNHead', 'FCNHead', 'UPerHead', None]
+    assert [r[1] for r in results[:4]] == list(bench.MEASUREMENTS)
     # --frozen-backbone / --layer-decay reach every fine-tuned model
     built.clear()
     bench.main(['--work-dir', str(tmp_path / 'wd'), '--train-images', '2', '--val-images',
                 '1', '--checkpoint', ckpt, '--frozen-backbone', '--layer-decay', '1.0',
                 '--skip', 'probe'])
-    assert len(built) == 4
+    assert len(built) == 6
     for cfg in built:
         assert cfg.model.backbone.frozen_stages == depth
         assert cfg.optim_wrapper.paramwise_cfg.layer_decay_rate == 1.0

@@ -18,10 +18,6 @@ def ade(tmp_path_factory):
                 val=bench.make_ade_mosaic(root, 'validation', 2, seed=1))
 
 
-
-
-
-
 def test_ade_mosaic_maps_follow_the_items(ade):
     import mmcv
     ann_dir, img_dir = ade['train']['ann_dir'], ade['train']['img_dir']
@@ -91,6 +87,61 @@ def test_linear_probe_trains_only_a_1x1_classifier_on_the_frozen_pretrained_back
     assert head.conv_seg.out_channels == len(ade['train']['classes'])
     assert all(np.isfinite(r['decode.loss_ce']) for r in record.losses)
     assert 0 <= runner.val_loop.run()['mIoU'] <= 100
+
+
+def test_linear_decoder_fine_tune_trains_every_block_under_layer_decay(ade, pretrained,
+                                                                      tmp_path):
+    """frozen=False: the same 1x1 head, but the backbone is fine-tuned end to end from
+    the checkpoint, every block with its layer-decay scale."""
+    path, enc = pretrained
+    cfg = bench.linear_seg_cfg(ade, str(tmp_path), path, max_iters=2, lr=2e-3, frozen=False)
+    runner = Runner.from_cfg(cfg)
+    record = Record()
+    runner.register_hook(record)
+    runner.train()
+    for key, value in enc.items():
+        assert torch.equal(record.start[key], value), key
+    assert isinstance(runner.model.decode_head.convs, torch.nn.Identity)
+    assert runner.model.with_neck is False and runner.model.with_auxiliary_head is False
+    depth = bench.bench_backbone()['arch']['num_layers']
+    after = runner.model.backbone.state_dict()
+    moved = ['patch_embed.projection.weight'] + [f'layers.{i}.attn.qkv.weight'
+                                                 for i in range(depth)]
+    for key in moved:
+        assert not torch.equal(after[key], enc[key]), f'{key} did not train'
+    scale = {n: g['lr_scale'] for g in runner.optim_wrapper.optimizer.param_groups
+             for n in g['param_names']}
+    assert scale['backbone.layers.0.attn.qkv.weight'] == pytest.approx(0.65**depth)
+    assert scale['decode_head.conv_seg.weight'] == 1.0
+    assert all(np.isfinite(r['decode.loss_ce']) for r in record.losses)
+
+
+def test_per_class_iou_matches_the_definition_and_the_mean():
+    """The benchmark's metric adds each class's IoU to mmseg's means: intersection over
+    union of predicted and labelled pixels, ignored pixels left out, NaN for a class
+    neither labelled nor predicted; their mean is mmseg's mIoU."""
+    from mmseg.evaluation.metrics import IoUMetric
+    from mmseg.registry import METRICS
+    bench._register_class_iou_metric()
+    metric = METRICS.build(dict(type='mmseg.TransferBenchClassIoU', iou_metrics=['mIoU']))
+    classes = ('background', 'a', 'b', 'c')
+    metric.dataset_meta = dict(classes=classes)
+    rng = np.random.default_rng(0)
+    label = rng.integers(0, 3, (2, 16, 16))  # class 'c' never labelled ...
+    label[:, :2] = 255  # ... and two ignored rows
+    pred = rng.integers(0, 3, (2, 16, 16))  # ... nor predicted
+    pred[0, 4:8] = label[0, 4:8]
+    results = [IoUMetric.intersect_and_union(torch.from_numpy(p), torch.from_numpy(t), 4, 255)
+               for p, t in zip(pred, label)]
+    out = metric.compute_metrics(results)
+    valid = label != 255
+    for c, name in enumerate(classes[:3]):
+        inter = ((pred == c) & (label == c) & valid).sum()
+        union = (((pred == c) | (label == c)) & valid).sum()
+        assert out[f'IoU.{name}'] == pytest.approx(100 * inter / union, abs=0.01)
+    assert np.isnan(out['IoU.c'])
+    assert out['mIoU'] == pytest.approx(np.mean([out[f'IoU.{n}'] for n in classes[:3]]),
+                                        abs=0.01)
 
 
 def test_upernet_takes_four_blocks_spread_over_the_depth():

@@ -1,8 +1,9 @@
 """Transfer on a CPU: detection and segmentation from a pre-trained vs a random ViT.
 
     python tools/analysis/transfer_benchmark.py [--work-dir DIR] [--checkpoint CKPT]
-        [--pretrain-epochs N] [--probe-iters N] [--seg-iters N] [--det-iters N]
-        [--labels L ...] [--train-images N] [--val-images N] [--seed S] [--skip ...]
+        [--pretrain-epochs N] [--probe-iters N] [--linear-iters N] [--seg-iters N]
+        [--det-iters N] [--labels L ...] [--train-images N] [--val-images N] [--seed S]
+        [--skip ...]
 
 The ImageNet -> COCO / ADE20K protocol in miniature. The MAE is pre-trained on
 object-centric images (Fashion-MNIST items, one per 32x32 image: the README's main job,
@@ -16,12 +17,16 @@ differ by shape only. Then, once from the pre-trained and once from a random bac
 1. a per-pixel linear probe: the backbone frozen, a 1x1-conv classifier (mmseg's
    ``FCNHead`` with no convs) on its last block, upsampled to the labels; mIoU. This
    measures what the representation itself carries to the dense task;
-2. the tiny UperNet and the tiny Mask R-CNN built from the real configs in
+2. a linear-decoder fine-tune: the same segmentor with the backbone fine-tuned end to
+   end (layer decay as in the UperNet config). The head has no capacity of its own, so
+   the score is what fine-tuning the backbone reaches from each start;
+3. the tiny UperNet and the tiny Mask R-CNN built from the real configs in
    configs/downstream/ (same backbone wrapper, pyramid, heads, layer decay) with the
    pre-training's ViT, fine-tuned for a fixed budget: mIoU (mmseg's IoUMetric), box AP
    and mask AP (mmdet's CocoMetric).
 
-The data and model builders here are also what the downstream tests use.
+The segmentation rows also give each class's IoU. The data and model builders here are
+also what the downstream tests use.
 """
 import argparse
 import copy
@@ -343,19 +348,24 @@ def tiny_seg_cfg(data: Dict[str, Dict], work_dir: str, checkpoint: Optional[str]
     return _common_runtime(cfg, work_dir, max_iters, lr, val_interval)
 
 
-def probe_seg_cfg(data: Dict[str, Dict], work_dir: str, checkpoint: Optional[str] = None,
-                  max_iters: int = 2, lr: float = 1e-2, batch_size: int = 2,
-                  backbone: Optional[dict] = None):
-    """A per-pixel linear probe in mmseg: the segmentor of :func:`tiny_seg_cfg` with the
-    whole backbone frozen, no neck and no auxiliary head, and as decode head mmseg's
-    ``FCNHead`` with no convs (one 1x1 classifier on the last block's patch features,
-    its logits upsampled to the labels). Only that classifier trains."""
+def linear_seg_cfg(data: Dict[str, Dict], work_dir: str, checkpoint: Optional[str] = None,
+                   max_iters: int = 2, lr: float = 1e-2, batch_size: int = 2,
+                   frozen: bool = True, backbone: Optional[dict] = None):
+    """A segmentor with a linear decoder: the segmentor of :func:`tiny_seg_cfg` with no
+    neck and no auxiliary head, and as decode head mmseg's ``FCNHead`` with no convs
+    (one 1x1 classifier on the last block's patch features, its logits upsampled to
+    the labels).
+
+    ``frozen=True`` is the per-pixel linear probe: the whole backbone is frozen and only
+    the classifier trains. ``frozen=False`` fine-tunes the backbone end to end under
+    the config's layer decay (Segmenter's linear decoder): the head has no capacity of
+    its own, so what the fine-tuned model can do comes from the backbone."""
     backbone = backbone or bench_backbone()
     cfg = tiny_seg_cfg(data, work_dir, checkpoint, max_iters, lr, batch_size,
                        backbone=backbone)
     depth, dims = backbone['arch']['num_layers'], backbone['arch']['embed_dims']
     m = cfg.model
-    m.backbone.update(out_indices=(depth - 1, ), frozen_stages=depth)
+    m.backbone.update(out_indices=(depth - 1, ), frozen_stages=depth if frozen else -1)
     m.neck = None
     m.pop('auxiliary_head')
     m.decode_head = dict(type='FCNHead', in_channels=dims, in_index=0, channels=dims,
@@ -364,6 +374,14 @@ def probe_seg_cfg(data: Dict[str, Dict], work_dir: str, checkpoint: Optional[str
                          loss_decode=dict(type='CrossEntropyLoss', use_sigmoid=False,
                                           loss_weight=1.0))
     return cfg
+
+
+def probe_seg_cfg(data: Dict[str, Dict], work_dir: str, checkpoint: Optional[str] = None,
+                  max_iters: int = 2, lr: float = 1e-2, batch_size: int = 2,
+                  backbone: Optional[dict] = None):
+    """The per-pixel linear probe: :func:`linear_seg_cfg` with the backbone frozen."""
+    return linear_seg_cfg(data, work_dir, checkpoint, max_iters, lr, batch_size,
+                          frozen=True, backbone=backbone)
 
 
 def pretrain_mae(work_dir: str, epochs: int, amp: bool = True,
@@ -397,15 +415,57 @@ def load_canvases(img_dir: str) -> np.ndarray:
     return np.stack([mmcv.imread(osp.join(img_dir, f), flag='grayscale') for f in files])
 
 
+def _register_class_iou_metric():
+    """mmseg's ``IoUMetric`` logs the per-class IoU table but returns only the means; this
+    subclass also returns each class's IoU (``IoU.<class>``), so that the benchmark can
+    print and store them (a mean over four classes hides a class that is never
+    predicted)."""
+    from mmseg.evaluation.metrics import IoUMetric
+    from mmseg.registry import METRICS
+
+    class ClassIoUMetric(IoUMetric):
+
+        def compute_metrics(self, results: list) -> Dict[str, float]:
+            parts = tuple(zip(*results))
+            inter, union = sum(parts[0]).double(), sum(parts[1]).double()
+            # NaN for a class absent from labels and predictions, as in mmseg's table
+            iou = (100 * inter / union).tolist()
+            metrics = super().compute_metrics(results)
+            for name, value in zip(self.dataset_meta['classes'], iou):
+                metrics[f'IoU.{name}'] = round(value, 2)
+            return metrics
+
+    METRICS.register_module(name='TransferBenchClassIoU', module=ClassIoUMetric, force=True)
+
+
 def run(cfg) -> Dict[str, float]:
-    """Train with mmengine's Runner from ``cfg``, then evaluate on the val set."""
+    """Train with mmengine's Runner from ``cfg``, then evaluate on the val set (mmseg's
+    IoU with the per-class IoU added, see :func:`_register_class_iou_metric`)."""
     from mmengine.runner import Runner
+    if cfg.get('val_evaluator', {}).get('type') == 'IoUMetric':
+        _register_class_iou_metric()
+        cfg.val_evaluator = dict(cfg.val_evaluator, type='TransferBenchClassIoU')
     runner = Runner.from_cfg(cfg)
     runner.train()
     return runner.val_loop.run()
 
 
 # ------------------------------------------------------------------------ main
+#: what the benchmark measures, in the order it runs them (names for --skip)
+MEASUREMENTS = {'probe': 'linear probe (frozen)', 'linear': 'linear-decoder fine-tune',
+                'seg': 'UperNet fine-tune', 'det': 'Mask R-CNN fine-tune'}
+
+
+def _summary(name: str, metrics: Dict[str, float]) -> Dict[str, float]:
+    """The printed figures: mIoU and each class's IoU, or box and mask AP (in %)."""
+    if name == 'det':
+        return {'box AP': 100 * float(metrics.get('coco/bbox_mAP', 0.)),
+                'mask AP': 100 * float(metrics.get('coco/segm_mAP', 0.))}
+    out = {'mIoU': float(metrics['mIoU'])}
+    out.update({k: float(v) for k, v in metrics.items() if k.startswith('IoU.')})
+    return out
+
+
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     p.add_argument('--work-dir', default='work_dirs/transfer_benchmark')
@@ -433,13 +493,18 @@ def parse_args(argv=None):
                         'configs\' 0.65 / 0.7; 1.0 = none)')
     p.add_argument('--probe-iters', type=int, default=1500)
     p.add_argument('--probe-lr', type=float, default=1e-2)
+    p.add_argument('--linear-iters', type=int, default=1500,
+                   help='iterations of the linear-decoder fine-tune')
+    p.add_argument('--linear-lr', type=float, default=2e-3)
     p.add_argument('--seg-iters', type=int, default=400)
     p.add_argument('--seg-lr', type=float, default=2e-3)
     p.add_argument('--det-iters', type=int, default=400)
     p.add_argument('--det-lr', type=float, default=1e-3)
     p.add_argument('--batch-size', type=int, default=8)
     p.add_argument('--seed', type=int, default=0)
-    p.add_argument('--skip', choices=('probe', 'seg', 'det'), nargs='*', default=[])
+    p.add_argument('--skip', choices=MEASUREMENTS, nargs='*', default=[],
+                   help='measurements not to run: probe (linear probe), linear '
+                        '(linear-decoder fine-tune), seg (UperNet), det (Mask R-CNN)')
     return p.parse_args(argv)
 
 
@@ -478,40 +543,43 @@ def main(argv=None):
             cfg.optim_wrapper.paramwise_cfg.layer_decay_rate = args.layer_decay
         return cfg
 
+    builders = dict(
+        probe=lambda d, c: probe_seg_cfg(seg_data, d, c, max_iters=args.probe_iters,
+                                         lr=args.probe_lr, batch_size=args.batch_size,
+                                         backbone=backbone),
+        linear=lambda d, c: adjust(linear_seg_cfg(
+            seg_data, d, c, max_iters=args.linear_iters, lr=args.linear_lr,
+            batch_size=args.batch_size, frozen=False, backbone=backbone)),
+        seg=lambda d, c: adjust(tiny_seg_cfg(seg_data, d, c, max_iters=args.seg_iters,
+                                             lr=args.seg_lr, batch_size=args.batch_size,
+                                             backbone=backbone)),
+        det=lambda d, c: adjust(tiny_det_cfg(det_data, d, c, max_iters=args.det_iters,
+                                             lr=args.det_lr, batch_size=args.batch_size,
+                                             backbone=backbone)))
     results: List[tuple] = []
     for init, checkpoint in (('MAE pre-trained', ckpt), ('random init', None)):
         tag = init.split()[0]
-        if 'probe' not in args.skip:
-            cfg = probe_seg_cfg(seg_data, osp.join(wd, f'probe_{tag}'), checkpoint,
-                                max_iters=args.probe_iters, lr=args.probe_lr,
-                                batch_size=args.batch_size, backbone=backbone)
-            m = run(cfg)
-            results.append((init, 'linear probe', f'mIoU {m["mIoU"]:.1f}'))
-        if 'seg' not in args.skip:
-            cfg = adjust(tiny_seg_cfg(seg_data, osp.join(wd, f'seg_{tag}'), checkpoint,
-                                      max_iters=args.seg_iters, lr=args.seg_lr,
-                                      batch_size=args.batch_size, backbone=backbone))
-            m = run(cfg)
-            results.append((init, 'UperNet', f'mIoU {m["mIoU"]:.1f}'))
-        if 'det' not in args.skip:
-            cfg = adjust(tiny_det_cfg(det_data, osp.join(wd, f'det_{tag}'), checkpoint,
-                                      max_iters=args.det_iters, lr=args.det_lr,
-                                      batch_size=args.batch_size, backbone=backbone))
-            m = run(cfg)
-            box, mask = m.get('coco/bbox_mAP', 0.), m.get('coco/segm_mAP', 0.)
-            results.append((init, 'Mask R-CNN', f'box AP {100 * box:.1f}  mask AP {100 * mask:.1f}'))
+        for name in MEASUREMENTS:
+            if name not in args.skip:
+                metrics = run(builders[name](osp.join(wd, f'{name}_{tag}'), checkpoint))
+                results.append((init, name, _summary(name, metrics)))
     pre = (f'checkpoint {args.checkpoint}' if args.checkpoint else
            f'MAE {args.pretrain_epochs} epochs on Fashion-MNIST')
+    iters = dict(probe=args.probe_iters, linear=args.linear_iters, seg=args.seg_iters,
+                 det=args.det_iters)
+    budget = ', '.join(f'{MEASUREMENTS[n].split(" (")[0]} {iters[n]} it' for n in MEASUREMENTS
+                       if n not in args.skip)
     print(f'\ntransfer to the Fashion-MNIST mosaics ({", ".join(det_data["train"]["classes"])}; '
           f'{args.train_images} train / {args.val_images} val canvases of {CANVAS}x{CANVAS}; '
-          f'{pre}; probe {args.probe_iters} it, UperNet {args.seg_iters} it, Mask R-CNN '
-          f'{args.det_iters} it, batch {args.batch_size}, seed {args.seed})')
-    for init, model, text in results:
-        print(f'  {model:<12} {init:<16} {text}')
+          f'{pre}; {budget}; batch {args.batch_size}, seed {args.seed}'
+          f'{", backbone frozen" if args.frozen_backbone else ""})')
+    for init, name, summary in results:
+        text = '  '.join(f'{k.replace("IoU.", "")} {v:.1f}' for k, v in summary.items())
+        print(f'  {MEASUREMENTS[name]:<24} {init:<16} {text}')
     with open(osp.join(wd, 'results.json'), 'w') as f:
         json.dump(dict(args=vars(args), checkpoint=ckpt,
-                       results=[dict(init=i, model=m, metrics=t) for i, m, t in results]),
-                  f, indent=1)
+                       results=[dict(init=i, model=MEASUREMENTS[n], metrics=m)
+                                for i, n, m in results]), f, indent=1)
     return results
 
 
