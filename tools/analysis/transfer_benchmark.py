@@ -536,39 +536,36 @@ def main(argv=None):
         ckpt = pretrain_mae(osp.join(wd, 'mae_pretrain'), args.pretrain_epochs,
                             amp=not args.fp32, num_images=args.pretrain_images)
 
-    def adjust(cfg):
+    def build(name: str, work_dir: str, checkpoint: Optional[str]):
+        """The config of one measurement, with its --NAME-iters / --NAME-lr; the options
+        for the fine-tuned models applied to all but the probe."""
+        kw = dict(max_iters=getattr(args, f'{name}_iters'), lr=getattr(args, f'{name}_lr'),
+                  batch_size=args.batch_size, backbone=backbone)
+        if name == 'probe':
+            return probe_seg_cfg(seg_data, work_dir, checkpoint, **kw)
+        if name == 'linear':
+            cfg = linear_seg_cfg(seg_data, work_dir, checkpoint, frozen=False, **kw)
+        elif name == 'seg':
+            cfg = tiny_seg_cfg(seg_data, work_dir, checkpoint, **kw)
+        else:
+            cfg = tiny_det_cfg(det_data, work_dir, checkpoint, **kw)
         if args.frozen_backbone:
             cfg.model.backbone.frozen_stages = backbone['arch']['num_layers']
         if args.layer_decay is not None:
             cfg.optim_wrapper.paramwise_cfg.layer_decay_rate = args.layer_decay
         return cfg
 
-    builders = dict(
-        probe=lambda d, c: probe_seg_cfg(seg_data, d, c, max_iters=args.probe_iters,
-                                         lr=args.probe_lr, batch_size=args.batch_size,
-                                         backbone=backbone),
-        linear=lambda d, c: adjust(linear_seg_cfg(
-            seg_data, d, c, max_iters=args.linear_iters, lr=args.linear_lr,
-            batch_size=args.batch_size, frozen=False, backbone=backbone)),
-        seg=lambda d, c: adjust(tiny_seg_cfg(seg_data, d, c, max_iters=args.seg_iters,
-                                             lr=args.seg_lr, batch_size=args.batch_size,
-                                             backbone=backbone)),
-        det=lambda d, c: adjust(tiny_det_cfg(det_data, d, c, max_iters=args.det_iters,
-                                             lr=args.det_lr, batch_size=args.batch_size,
-                                             backbone=backbone)))
     results: List[tuple] = []
     for init, checkpoint in (('MAE pre-trained', ckpt), ('random init', None)):
         tag = init.split()[0]
         for name in MEASUREMENTS:
             if name not in args.skip:
-                metrics = run(builders[name](osp.join(wd, f'{name}_{tag}'), checkpoint))
+                metrics = run(build(name, osp.join(wd, f'{name}_{tag}'), checkpoint))
                 results.append((init, name, _summary(name, metrics)))
     pre = (f'checkpoint {args.checkpoint}' if args.checkpoint else
            f'MAE {args.pretrain_epochs} epochs on Fashion-MNIST')
-    iters = dict(probe=args.probe_iters, linear=args.linear_iters, seg=args.seg_iters,
-                 det=args.det_iters)
-    budget = ', '.join(f'{MEASUREMENTS[n].split(" (")[0]} {iters[n]} it' for n in MEASUREMENTS
-                       if n not in args.skip)
+    budget = ', '.join(f'{MEASUREMENTS[n].split(" (")[0]} {getattr(args, f"{n}_iters")} it'
+                       for n in MEASUREMENTS if n not in args.skip)
     print(f'\ntransfer to the Fashion-MNIST mosaics ({", ".join(det_data["train"]["classes"])}; '
           f'{args.train_images} train / {args.val_images} val canvases of {CANVAS}x{CANVAS}; '
           f'{pre}; {budget}; batch {args.batch_size}, seed {args.seed}'
