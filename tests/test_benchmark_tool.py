@@ -22,7 +22,7 @@ def run(*args):
 
 
 def test_benchmark_reports_throughput_flops_and_per_view_ratio():
-    out = run('configs/fashion_mnist/emae_vit-mini-p4_4e.py', '--batch-size', '4', '--amp', 'bf16',
+    out = run('configs/fashion_mnist/emae_vit-mini-p4_4e.py', '--batch-size', '4', '--amp', 'auto',
               '--compare', 'configs/fashion_mnist/mae_vit-mini-p4_4e.py')
     rows = re.findall(r'(\S+):\s+([\d.]+) ms/step\s+([\d.]+) img/s\s+([\d.]+) views/s\s+'
                       r'([\d.]+) GFLOP/img\s+MFU\s+([\d.]+)%', out)

@@ -24,7 +24,17 @@ def _step(wrapper, model, scale=1.0):
     return out
 
 
-def test_cpu_defaults_to_bf16_without_scaling():
+@pytest.fixture
+def native_bf16_cpu(monkeypatch):
+    """Pretend the CPU runs bf16 natively (the CPU rule itself: tests/test_precision.py)."""
+    from mmmim.utils import precision
+    monkeypatch.setenv(precision.FORCE_ENV, '1')
+    precision.cpu_bf16_decision.cache_clear()
+    yield
+    precision.cpu_bf16_decision.cache_clear()
+
+
+def test_cpu_with_native_bf16_defaults_to_bf16_without_scaling(native_bf16_cpu):
     model = _model()
     seen = []
     model[0].register_forward_hook(lambda m, i, o: seen.append(o.dtype))

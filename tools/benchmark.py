@@ -28,14 +28,17 @@ from mmengine.config import DictAction
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from mmmim.utils.benchmark import matmul_rate, sync  # noqa: E402
+from mmmim.utils.precision import describe_cpu, resolve_amp_choice  # noqa: E402
 
 
 def parse_args():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument('config')
     p.add_argument('--batch-size', type=int, default=16, help='images per step')
-    p.add_argument('--amp', choices=['fp32', 'bf16', 'fp16'], default='fp32',
-                   help='fp16 needs CUDA; bf16 runs on CPU and CUDA')
+    p.add_argument('--amp', choices=['fp32', 'bf16', 'fp16', 'auto'], default='fp32',
+                   help='fp16 needs CUDA; bf16 runs on CPU and CUDA (on a CPU without native '
+                        'bf16 it is emulated and much slower: a warning says how much); auto: '
+                        'bf16 where it is native or on CUDA, else fp32 (as tools/train.py --amp)')
     p.add_argument('--steps', type=int, default=7, help='timed steps (median is reported)')
     p.add_argument('--warmup', type=int, default=2)
     p.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu')
@@ -180,6 +183,7 @@ def main():
     device = args.device
     if args.amp == 'fp16' and not device.startswith('cuda'):
         raise SystemExit('--amp fp16 needs a CUDA device; use bf16 on CPU')
+    args.amp = resolve_amp_choice(args.amp, device)
 
     def build_ours():
         model = MODELS.build(copy.deepcopy(cfg.model))
@@ -214,7 +218,7 @@ def main():
 
     dtype = {'fp32': torch.float32, 'bf16': torch.bfloat16, 'fp16': torch.float16}[args.amp]
     print(f'config: {args.config}\ndevice: {device} '
-          f'({torch.cuda.get_device_name() if device.startswith("cuda") else f"{torch.get_num_threads()} threads"}), '
+          f'({torch.cuda.get_device_name() if device.startswith("cuda") else describe_cpu()}), '
           f'precision: {args.amp}, batch: {args.batch_size} images x {views} view(s), '
           f'compile: {args.compile}, AdamW: {args.adamw}')
     flops = {b.name: b.flops() for b in benches}

@@ -7,7 +7,7 @@
 # The environment and the mmcv wheel built for it live OUTSIDE the clone, under
 # ${MMMIM_CACHE_DIR:-~/.cache/mmmim}, keyed by a hash of requirements/pinned.txt and of
 # this script, so every clone on a machine (and CI) reuses them in seconds. A fresh
-# machine builds them (~7 min on 2 cores, most of it compiling mmcv's ops).
+# machine builds them (most of it compiling mmcv's ops; times in the README).
 # Environment variables:
 #   MMMIM_CACHE_DIR   where environments and wheels are cached
 #   MMMIM_PYTHON      the interpreter to base the environment on (default: python3.11 or python3)
@@ -27,7 +27,8 @@ pyver=$("$py" -c 'import sys; print("%d.%d" % sys.version_info[:2])')
 case "$pyver" in 3.9|3.10|3.11|3.12) ;; *) log "Python $pyver is not supported; install Python 3.11 and set MMMIM_PYTHON=/path/to/python3.11"; exit 1;; esac
 
 torch_spec="${MMMIM_TORCH_SPEC:-$(grep -E '^(torch|torchvision)==' "$req" | tr '\n' ' ')}"
-key=$( (cat "$req" "$here/tools/setup_env.sh"; echo "$pyver $torch_spec") | sha256sum | cut -c1-12)
+key=$( (cat "$req" "$here/tools/setup_env.sh" "$here/tools/mmcv_cxx.sh"; echo "$pyver $torch_spec") |
+  sha256sum | cut -c1-12)
 cache="${MMMIM_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/mmmim}"
 env="$cache/env-py$pyver-$key"
 wheels="$cache/wheels-py$pyver-$key"
@@ -67,14 +68,40 @@ log "installing torch ($torch_spec)"
 mmcv_ver=$(sed -n 's/^mmcv==//p' "$req")
 whl=$(ls "$wheels"/mmcv-"$mmcv_ver"-*.whl 2>/dev/null | head -1 || true)
 if [ -z "$whl" ]; then
-  log "building mmcv $mmcv_ver with compiled ops (once per machine; ~6 min on 2 cores)"
+  log "building mmcv $mmcv_ver with compiled ops (once per machine; times in the README)"
   src=$(mktemp -d)
   "${pip[@]}" download --no-deps --no-binary mmcv --no-build-isolation -d "$src" "mmcv==$mmcv_ver"
   tar -xzf "$src"/mmcv-"$mmcv_ver".tar.gz -C "$src"
+  tree="$src/mmcv-$mmcv_ver"
   # torch >= 2.6 headers need C++20; mmcv 2.1.0's setup.py asks for C++14/17.
-  sed -i -e 's/-std=c++14/-std=c++20/g' -e 's/-std=c++17/-std=c++20/g' "$src/mmcv-$mmcv_ver/setup.py"
-  (cd "$src/mmcv-$mmcv_ver" && MMCV_WITH_OPS=1 MAX_JOBS="${MAX_JOBS:-$(nproc)}" \
+  sed -i -e 's/-std=c++14/-std=c++20/g' -e 's/-std=c++17/-std=c++20/g' "$tree/setup.py"
+  # Progress while it compiles: sources done of total, elapsed, ETA (a CUDA build adds
+  # the .cu kernels).
+  cuda=$("$env/bin/python" -c 'import torch; print(int(torch.cuda.is_available()))' 2>/dev/null || echo 0)
+  [ "${FORCE_CUDA:-0}" = 1 ] && cuda=1
+  total=$(ls "$tree"/mmcv/ops/csrc/pytorch/*.cpp "$tree"/mmcv/ops/csrc/pytorch/cpu/*.cpp | wc -l)
+  [ "$cuda" = 1 ] && total=$((total + $(ls "$tree"/mmcv/ops/csrc/pytorch/cuda/* | wc -l)))
+  started=$SECONDS
+  (
+    while sleep "${MMMIM_PROGRESS_EVERY:-30}"; do
+      n=$(find "$tree/build" -name '*.o' 2>/dev/null | wc -l)
+      t=$((SECONDS - started))
+      eta=""
+      [ "$n" -gt 0 ] && eta=", about $(( (t * (total - n) / n + 59) / 60 )) min left"
+      log "mmcv: $n of $total sources compiled, $((t / 60)) min $((t % 60)) s elapsed$eta"
+    done
+  ) &
+  progress=$!
+  trap 'kill $progress 2>/dev/null' EXIT
+  # tools/mmcv_cxx.sh: a precompiled torch header and no debug information (see there).
+  real_cxx="${CXX:-c++}"
+  (cd "$tree" && MMCV_WITH_OPS=1 MAX_JOBS="${MAX_JOBS:-$(nproc)}" \
+    MMMIM_REAL_CXX="$real_cxx" CXX="$here/tools/mmcv_cxx.sh" \
+    MMMIM_PCH_HEADER="$tree/mmcv/ops/csrc/common/pytorch_cpp_helper.hpp" \
     "$env/bin/python" -m pip wheel --no-deps --no-build-isolation -q -w "$wheels" .) >&2
+  kill $progress 2>/dev/null || true
+  trap - EXIT
+  log "mmcv compiled in $(( (SECONDS - started) / 60 )) min $(( (SECONDS - started) % 60 )) s"
   rm -rf "$src"
   whl=$(ls "$wheels"/mmcv-"$mmcv_ver"-*.whl | head -1)
 fi

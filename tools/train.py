@@ -17,6 +17,7 @@ from mmengine.config import DictAction  # noqa: E402
 from mmengine.registry import RUNNERS  # noqa: E402
 from mmengine.runner import Runner  # noqa: E402
 from mmmim.utils.dist import finish_distributed, setup_cpu_distributed  # noqa: E402
+from mmmim.utils.precision import describe_cpu  # noqa: E402
 from mmmim.utils.launch import (check_resume_source, load_config,  # noqa: E402
                                 explain_registry_error, switch_to_amp)
 
@@ -30,7 +31,8 @@ def parse_args(argv=None):
                         help='resume from CKPT, or without CKPT from the latest checkpoint '
                         'in the work dir')
     parser.add_argument('--amp', action='store_true',
-                        help='mixed precision (bf16 on CPU, fp16 + loss scaling on CUDA)')
+                        help='mixed precision: fp16 + loss scaling on CUDA; on a CPU bf16 where it '
+                        'is native (AVX512-BF16/AMX), else fp32 (logged; MMMIM_CPU_BF16=1 forces bf16)')
     parser.add_argument('--auto-scale-lr', action='store_true',
                         help='scale the learning rate by actual / auto_scale_lr.base_batch_size')
     parser.add_argument('--cfg-options', nargs='+', action=DictAction,
@@ -66,6 +68,7 @@ def main(argv=None):
     setup_cpu_distributed(cfg, args.launcher)
     try:
         runner = Runner.from_cfg(cfg) if 'runner_type' not in cfg else RUNNERS.build(cfg)
+        runner.logger.info(f'CPU: {describe_cpu()}')  # every logged time names its hardware
         runner.train()
         finish_distributed()
     except KeyError as e:

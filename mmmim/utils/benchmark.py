@@ -13,8 +13,14 @@ def sync(device) -> None:
 def matmul_rate(dtype, device, n: int = None, seconds: float = 1.5) -> float:
     """Sustained FLOP/s of an ``n x n x n`` matmul of ``dtype`` on ``device``: the
     denominator of MFU. ``n`` defaults to 8192 on CUDA (smaller products do not reach
-    the GPU's peak) and 2048 on CPU."""
-    n = n or (8192 if torch.device(device).type == 'cuda' else 2048)
+    the GPU's peak) and 2048 on CPU (512 for bf16 on a CPU without native bf16, where
+    one 2048-cubed product takes half a minute)."""
+    if n is None:
+        if torch.device(device).type == 'cuda':
+            n = 8192
+        else:
+            from mmmim.utils.precision import cpu_bf16_is_fast
+            n = 512 if dtype == torch.bfloat16 and not cpu_bf16_is_fast() else 2048
     a, b = (torch.randn(n, n, device=device, dtype=dtype) for _ in range(2))
     for _ in range(2):
         a @ b

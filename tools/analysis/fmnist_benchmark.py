@@ -25,10 +25,10 @@ untrained encoder; fine-tuned from random weights with the same schedule) and
 pipeline runs end to end; its accuracies mean nothing.
 
 Budget: the defaults (4 pre-training epochs, as the main job; 1 fine-tuning epoch on all
-60k images; every run in bf16 through ``tools/train.py --amp``) are sized for about one
-hour on 2 CPU cores, most of it EMAE (K = 4 views per image) and GAN-MAE (generator +
-discriminator steps); pass --methods to run fewer, --fp32 for full precision (~2.3x
-slower).
+60k images; every run through ``tools/train.py --amp``, i.e. bf16 on a CPU with native
+bf16 and fp32 on one without, e.g. AVX2) are sized for about one hour on 2 AVX-512/bf16
+cores, most of it EMAE (K = 4 views per image) and GAN-MAE (generator + discriminator
+steps); pass --methods to run fewer, --fp32 for full precision everywhere.
 """
 import argparse
 import copy
@@ -82,7 +82,7 @@ def parse_args(argv=None):
                         help='skip the random-init and supervised-from-scratch runs')
     parser.add_argument('--fp32', dest='amp', action='store_false',
                         help='train in fp32 (default: every run with tools/train.py --amp, '
-                             'bf16 on a CPU, 2-2.6x faster there)')
+                             'which is bf16 on a CPU with native bf16 and fp32 elsewhere)')
     parser.add_argument('--quick', action='store_true',
                         help='smoke test: 512 train / 256 test images, 1 epoch each')
     args = parser.parse_args(argv)
@@ -332,18 +332,16 @@ def run_baselines(args, probe_config) -> list:
 
 
 # -------------------------------------------------------------------- reports
+def amp_precision() -> str:
+    """What ``tools/train.py --amp`` runs in on this CPU, and why."""
+    from mmmim.utils.precision import cpu_bf16_decision
+    d = cpu_bf16_decision()
+    return ('bf16 autocast' if d.fast else 'fp32') + f' (tools/train.py --amp; {d.reason})'
+
+
 def hardware() -> str:
-    import torch
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open('/proc/cpuinfo') as f:
-            names = [line.split(':', 1)[1].strip() for line in f if line.startswith('model name')]
-        cpu = names[0] if names else cpu
-    except OSError:
-        pass
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, 'sched_getaffinity') else os.cpu_count()
-    return (f'{cpu}, {cores} CPU cores available, torch {torch.__version__} '
-            f'({torch.get_num_threads()} threads), Python {platform.python_version()}')
+    from mmmim.utils.precision import describe_cpu
+    return f'{describe_cpu()}, Python {platform.python_version()}'
 
 
 def fmt(value, digits=1):
@@ -359,8 +357,7 @@ def write_markdown(path: str, rows: list, skipped: dict, args, command: str, tot
         f'configs/fashion_mnist/finetune_vit-mini-p4.py for {args.finetune_epochs} epoch(s) on '
         f'{"the quick subset" if args.quick else f"{min(args.finetune_train_size, 60000)} training images"}. '
         'Top-1 on the 10k test images' + (' (--quick: 256 test images; meaningless)' if args.quick else '')
-        + '. Training precision: ' + ('bf16 autocast on the CPU (tools/train.py --amp)' if args.amp
-                                      else 'fp32') + '.',
+        + '. Training precision: ' + (amp_precision() if args.amp else 'fp32') + '.',
         '',
         '| method | pre-train epochs | pre-train time (s) | linear probe top-1 (%) | '
         'fine-tune top-1 (%) | fine-tune time (s) |',

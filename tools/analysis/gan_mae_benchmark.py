@@ -52,8 +52,10 @@ def parse_args(argv=None):
     p.add_argument('--batch-size', type=int, default=None, help='default 4 (64 with --tiny)')
     p.add_argument('--steps', type=int, default=5, help='timed steps per variant (median)')
     p.add_argument('--warmup', type=int, default=1)
-    p.add_argument('--amp', choices=['fp32', 'bf16'], default='fp32',
-                   help='bf16: autocast in every step and a bf16 matmul rate')
+    p.add_argument('--amp', choices=['fp32', 'bf16', 'auto'], default='fp32',
+                   help='bf16: autocast in every step and a bf16 matmul rate (on a CPU without '
+                        'native bf16 it is emulated: a warning says how much slower); auto: '
+                        'bf16 where it is native or on CUDA, else fp32')
     p.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu')
     return p.parse_args(argv)
 
@@ -104,6 +106,8 @@ def count_flops(model, wrapper, batch):
 
 def main(argv=None):
     args = parse_args(argv)
+    from mmmim.utils.precision import resolve_amp_choice
+    args.amp = resolve_amp_choice(args.amp, args.device)
     import mmmim.engine  # noqa: F401
     import mmmim.models  # noqa: F401
     from mmengine.config import Config

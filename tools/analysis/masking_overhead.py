@@ -3,7 +3,8 @@
 Times one MAE training step (forward + backward + AdamW) and, separately, the masker
 alone (random, SBAM, SBAM + AMR per batch, SBAM + AMR per sample) on the same tokens,
 and prints a table: median milliseconds after warm-up, and each masker's time as a
-percentage of the step. Runs on CPU by default, in fp32 and under bf16 autocast.
+percentage of the step. Runs on CPU by default, in fp32 and, where the CPU runs bf16
+natively (or on CUDA), under bf16 autocast (`--precision fp32 bf16` forces both).
 
     python tools/analysis/masking_overhead.py                 # ViT-B/16, 224, batch 16
     python tools/analysis/masking_overhead.py --arch large
@@ -47,12 +48,18 @@ def parse_args():
     parser.add_argument('--steps', type=int, default=5, help='timed training steps')
     parser.add_argument('--warmup', type=int, default=1, help='untimed steps first')
     parser.add_argument('--mask-reps', type=int, default=20, help='timed masker calls')
-    parser.add_argument('--precision', nargs='+', default=['fp32', 'bf16'],
-                        choices=['fp32', 'bf16'])
+    parser.add_argument('--precision', nargs='+', default=['fp32', 'auto'],
+                        choices=['fp32', 'bf16', 'auto'],
+                        help="default: fp32, plus bf16 where it is native or on CUDA ('auto'); "
+                             'an explicit bf16 on a CPU without native bf16 is emulated and warned '
+                             'about')
     parser.add_argument('--device', default='cpu')
     parser.add_argument('--tiny', action='store_true',
                         help='a 2-layer 32-d ViT on 32x32 images (smoke test, seconds)')
     args = parser.parse_args()
+    from mmmim.utils.precision import resolve_amp_choice
+    args.precision = list(dict.fromkeys(resolve_amp_choice(p, args.device)
+                                        for p in args.precision))
     if args.tiny:
         args.img_size, args.patch_size = 32, 4
     if min(args.steps, args.mask_reps, args.batch) < 1 or args.warmup < 0:
