@@ -1,4 +1,5 @@
-# The default real-data run (CPU, ~10 min on 2 cores):
+# The default real-data run (CPU; 8 min on 2 AMD EPYC AVX-512/bf16 cores, 12 min on 2 Intel
+# Xeon AVX-512/AMX cores; see docs/cpus.md for AVX2):
 #   python tools/train.py configs/fashion_mnist/mae_vit-mini-p4_4e.py
 # Leaves in the work dir: the checkpoint, reconstruction.png (masked / reconstruction /
 # reconstruction + visible / original), and linear_probe.json (printed at the end).

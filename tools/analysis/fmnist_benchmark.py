@@ -405,12 +405,20 @@ def write_plot(path: str, rows: list, args) -> bool:
         if r.get('finetune') is not None:
             kw = dict(color=line.get_color()) if line is not None else {}
             ax.plot(x, r['finetune'], 's', ms=8, mfc='none', mew=2, label=f'{r["label"]}: fine-tune', **kw)
-    ax.set_xlabel('pre-training wall time (min)')
-    ax.set_ylabel('top-1 on Fashion-MNIST test (%)')
-    ax.set_title(f'Fashion-MNIST, ViT-mini, {args.epochs} pre-training epoch(s)'
-                 + (' [--quick]' if args.quick else ''))
-    ax.grid(alpha=.3)
     ax.legend(fontsize=7, loc='lower right', ncol=2)
+    return finish_plot(fig, ax, path, 'pre-training wall time (min)',
+                       'top-1 on Fashion-MNIST test (%)',
+                       f'Fashion-MNIST, ViT-mini, {args.epochs} pre-training epoch(s)'
+                       + (' [--quick]' if args.quick else ''))
+
+
+def finish_plot(fig, ax, path: str, xlabel: str, ylabel: str, title: str, **title_kw) -> bool:
+    """Label, grid and save a figure of the analysis tools (shared with main_job_curve)."""
+    import matplotlib.pyplot as plt
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title, **title_kw)
+    ax.grid(alpha=.3)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
