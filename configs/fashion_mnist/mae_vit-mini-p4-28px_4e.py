@@ -2,9 +2,10 @@
 # 7x7 = 49-patch grid instead of the padded 8x8 = 64, and a warm-up over the first
 # quarter of an epoch instead of the first epoch. 23% fewer FLOPs per image, a 0.71x
 # training step on the AVX2 code path, but a worse encoder: measured on 2 Intel Xeon
-# AVX-512/AMX cores (tools/analysis/main_job_curve.py, seed 0, all 60k/10k probe images)
-# 4 epochs give a linear probe of 83.50% against 85.25% for the padded main job, 2 epochs
-# 79.78%, 1 epoch 78.11% (docs/cpus.md). Kept as the record of that measurement.
+# AVX-512/AMX cores (tools/analysis/main_job_curve.py, all 60k/10k probe images) 4 epochs
+# give a linear probe of 83.50 / 82.98% (seeds 0 / 1) against 85.25 / 85.61% for the
+# padded main job; 2 epochs 79.78%, 1 epoch 78.11% (seed 0; docs/cpus.md). Kept as the
+# record of that measurement.
 #   python tools/train.py configs/fashion_mnist/mae_vit-mini-p4-28px_4e.py
 _base_ = ['./mae_vit-mini-p4_4e.py']
 fmnist_mean = [72.94]  # the unpadded 28x28 training images, 0-255 units
