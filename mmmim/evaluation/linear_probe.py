@@ -25,7 +25,11 @@ def preprocess_items(model, items) -> Tensor:
 class Progress:
     """``<what>: done/total, elapsed, ETA`` lines every ``every`` seconds through the
     current mmengine logger (and always at the end), so a long feature pass never looks
-    hung. Rate and ETA come from the items done so far."""
+    hung. Rate and ETA come from the items done so far.
+
+    Why not mmengine's ``ProgressBar`` (used by the interactive tools): it redraws one
+    terminal line with carriage returns, which never reaches the training log file, so a
+    job watched through its log would still look hung."""
 
     def __init__(self, what: str, total: int, every: float = 15.):
         self.what, self.total, self.every = what, total, every

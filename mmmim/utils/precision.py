@@ -38,7 +38,6 @@ _logged = set()
 class Bf16Decision(NamedTuple):
     fast: bool          # run bf16 autocast on this CPU by default
     reason: str         # one line: what was seen
-    speedup: float      # fp32 time / bf16 time of the probe, or nan when not measured
 
 
 def log_once(msg: str, level: str = 'INFO') -> None:
@@ -86,20 +85,20 @@ def measure_bf16_speedup(n: int = 256, reps: int = 3) -> float:
 def _decide() -> Bf16Decision:
     forced = os.environ.get(FORCE_ENV)
     if forced in ('0', '1'):
-        return Bf16Decision(forced == '1', f'forced by {FORCE_ENV}={forced}', float('nan'))
+        return Bf16Decision(forced == '1', f'forced by {FORCE_ENV}={forced}')
     cap = torch.backends.cpu.get_cpu_capability()
     if cap in ('DEFAULT', 'NO AVX', 'AVX', 'AVX2'):
         return Bf16Decision(False, f'CPU capability {cap}: no bf16 instructions (bf16 would be '
-                            f'emulated)', float('nan'))
+                            f'emulated)')
     if cap == 'AVX512':
         native = [n for n in ('avx512_bf16', 'amx_tile') if _cpu_flag(n)]
         if native:
             return Bf16Decision(True, f'CPU capability AVX512 with native bf16 '
-                                f'({", ".join(native).upper()})', float('nan'))
+                                f'({", ".join(native).upper()})')
     speedup = measure_bf16_speedup()
     return Bf16Decision(speedup >= MIN_SPEEDUP,
                         f'CPU capability {cap}, timed probe: bf16 matmul {speedup:.2f}x the '
-                        f'speed of fp32', speedup)
+                        f'speed of fp32')
 
 
 @functools.lru_cache(maxsize=None)
@@ -167,15 +166,9 @@ def resolve_amp_choice(choice: str, device: str) -> str:
     """A benchmark command's ``--amp auto`` -> ``'bf16'`` or ``'fp32'`` (the same rule as
     ``tools/train.py --amp``: bf16 on CUDA and on CPUs with native bf16); an explicit
     ``'bf16'`` on a CPU without it is kept and warned about. Other choices pass through."""
-    device_type = torch.device(device).type
-    if choice == 'auto':
-        if device_type != 'cpu':
-            return 'bf16'
-        return ('bf16' if auto_dtype('cpu', '--amp auto', '--amp bf16') == torch.bfloat16
-                else 'fp32')
-    if choice == 'bf16':
-        warn_if_bf16_slow(device_type, '--amp bf16')
-    return choice
+    dtype = resolve_precision(choice, torch.device(device).type, f'--amp {choice}',
+                              hint='--amp bf16')
+    return {None: 'fp32', torch.bfloat16: 'bf16', torch.float16: 'fp16'}[dtype]
 
 
 def describe_cpu() -> str:
