@@ -13,6 +13,16 @@ _REQUIREMENTS = (
     ('mmsegmentation', '1.2.0', '1.3.0', 'mmsegmentation==1.2.2'),
 )
 
+# installed or not, as a user likes; but when installed, inside this range
+_OPTIONAL = (
+    ('transformers', '4.0.0', '5.0.0',
+     'transformers==4.49.0 (or `pip uninstall transformers`; only the Hugging Face checkpoint '
+     'layouts need it)',
+     "mmpretrain 1.2 cannot be imported beside transformers 5.x: its BLIP module subclasses "
+     "transformers' PreTrainedModel at import time and fails with 'TypeError: NoneType takes "
+     "no arguments'"),
+)
+
 
 def _parse(version):
     parts = []
@@ -22,7 +32,8 @@ def _parse(version):
     return tuple(parts + [0] * (3 - len(parts)))
 
 
-def check_dependencies(requirements=_REQUIREMENTS, get_version=_metadata.version):
+def check_dependencies(requirements=_REQUIREMENTS, get_version=_metadata.version,
+                       optional=_OPTIONAL):
     """Raise ImportError naming every missing or out-of-range dependency and its fix.
 
     Reads installed versions from package metadata (no heavy imports), so it runs at
@@ -38,6 +49,13 @@ def check_dependencies(requirements=_REQUIREMENTS, get_version=_metadata.version
         if not _parse(low) <= _parse(found) < _parse(high):
             problems.append(f'{dist} {found} is installed but mmmim needs {dist}>={low},<{high}; '
                             f'install {pin}')
+    for dist, low, high, pin, why in optional:
+        try:
+            found = get_version(dist)
+        except _metadata.PackageNotFoundError:
+            continue
+        if not _parse(low) <= _parse(found) < _parse(high):
+            problems.append(f'{dist} {found} is installed: {why}; install {pin}')
     if problems:
         raise ImportError('mmmim cannot start:\n  - ' + '\n  - '.join(problems) +
                           '\nThe simplest fix is `bash tools/setup_env.sh`, which builds the pinned, '

@@ -65,13 +65,29 @@ def test_dependency_check_names_package_and_pin(found, problem):
             raise mmmim._metadata.PackageNotFoundError(dist)
         return found
     with pytest.raises(ImportError) as err:
-        mmmim.check_dependencies(requirements=REQS, get_version=fake)
+        mmmim.check_dependencies(requirements=REQS, get_version=fake, optional=())
     assert problem in str(err.value) and 'mmengine==0.10.7' in str(err.value)
 
 
 def test_dependency_check_passes_in_range():
-    mmmim.check_dependencies(requirements=REQS, get_version=lambda d: '0.10.7')
+    mmmim.check_dependencies(requirements=REQS, get_version=lambda d: '0.10.7', optional=())
     mmmim.check_dependencies()  # the real environment
+
+
+@pytest.mark.parametrize('transformers,ok', [(None, True), ('4.49.0', True), ('5.2.0', False)])
+def test_a_transformers_that_breaks_mmpretrain_is_named_with_the_fix(transformers, ok):
+    def fake(dist):
+        if dist == 'transformers':
+            if transformers is None:
+                raise mmmim._metadata.PackageNotFoundError(dist)
+            return transformers
+        return '0.10.7'
+    if ok:
+        mmmim.check_dependencies(requirements=REQS, get_version=fake)
+        return
+    with pytest.raises(ImportError, match='transformers 5.2.0 is installed.*BLIP.*'
+                       'transformers==4.49.0'):
+        mmmim.check_dependencies(requirements=REQS, get_version=fake)
 
 
 # ---------------------------------------------------------------- config handling

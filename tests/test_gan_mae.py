@@ -118,7 +118,9 @@ def test_plan_labels_and_corrupted_image():
 # ------------------------------------------------------------------ steps
 @pytest.mark.parametrize('mode', ['shared', 'generator', 'discriminator'])
 def test_adversarial_steps_update_only_their_role(mode):
-    model = gan(backbone_mode=mode)
+    # shared: the two-step update (one AdamW step per role on the shared ViT)
+    model = gan(backbone_mode=mode, **(dict(shared_update='two-step') if mode == 'shared'
+                                       else {}))
     ows = wrappers(model)
     steps = record_steps(model, ows)
     logs = model.train_step(batch(), ows)
@@ -166,7 +168,7 @@ def _objective(model, img, seed=1):
     """GANMAE's surrogate objective and gamma."""
     torch.manual_seed(seed)
     _, l_mae, x_bar, x_in, _, l_adv = model.generator_losses(img)
-    return model.generator_objective(l_mae, l_adv, x_bar, x_in)
+    return model.generator_objective(l_mae, l_adv, x_bar, x_in)[:2]
 
 
 def _gen_losses(model, img, seed=1):
@@ -181,7 +183,7 @@ def _gen_losses(model, img, seed=1):
 
 @pytest.mark.parametrize('adv_loss', ['non-saturating', 'minimax'])
 def test_adaptive_gamma_and_generator_gradient_match_direct_computation(adv_loss):
-    model = gan(backbone_mode='generator', adv_loss=adv_loss)
+    model = gan(backbone_mode='generator', adv_loss=adv_loss, gamma_scale=1., gamma_max=1e4)
     img = images()
     gen_params = [p for p in list(model.backbone.parameters()) + list(model.neck.parameters())
                   if p.requires_grad]

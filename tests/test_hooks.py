@@ -12,7 +12,7 @@ def test_reconstruction_grid_layout_and_content():
     model = build_tiny()
     torch.manual_seed(0)
     img = torch.randn(3, 1, 32, 32)
-    grid = reconstruction_grid(model, img, seed=1, gap=2)
+    grid = reconstruction_grid(model, img, seed=1, gap=2, min_cell=32, titles=False)
     # 3 rows; columns: masked, reconstruction, pasted, original
     assert grid.shape == (3 * 34 - 2, 4 * 34 - 2, 3) and grid.dtype == np.uint8
     mean, std = 127.5, 127.5
@@ -29,13 +29,19 @@ def test_reconstruction_grid_layout_and_content():
     assert (masked[hidden] == masked[hidden].min()).all()  # masked patches drawn flat
     assert not np.array_equal(pasted[hidden], original[0][hidden])  # predicted, not copied
     # same seed, same masks; other seed, other masks
-    assert np.array_equal(grid, reconstruction_grid(model, img, seed=1, gap=2))
-    assert not np.array_equal(grid[:, :32], reconstruction_grid(model, img, seed=2, gap=2)[:, :32])
+    again = reconstruction_grid(model, img, seed=1, gap=2, min_cell=32, titles=False)
+    other = reconstruction_grid(model, img, seed=2, gap=2, min_cell=32, titles=False)
+    assert np.array_equal(grid, again)
+    assert not np.array_equal(grid[:, :32], other[:, :32])
+    # by default: cells enlarged to 128 px (nearest neighbour) under a title band
+    big = reconstruction_grid(model, img, seed=1, gap=2)
+    assert big.shape == (24 + 3 * 130 - 2, 4 * 130 - 2, 3)
+    assert np.array_equal(big[24:24 + 128:4, :128:4], grid[:32, :32])
 
 
 def test_grid_shows_every_view_of_emae():
     model = build_tiny(type='EMAE', masker=dict(type='ParallelMasker', num_parts=4))
-    grid = reconstruction_grid(model, torch.randn(2, 1, 32, 32), seed=0, gap=2)
+    grid = reconstruction_grid(model, torch.randn(2, 1, 32, 32), seed=0, gap=2, min_cell=32)
     assert grid.shape[1] == (3 * 4 + 1) * 34 - 2
 
 

@@ -98,3 +98,23 @@ def test_a_wrapper_pointing_at_itself_stops_instead_of_recursing(tmp_path):
     proc = subprocess.run(['bash', WRAPPER, '--version'], env=env, capture_output=True,
                           text=True, timeout=30)
     assert proc.returncode == 2 and 'points back at this wrapper' in proc.stderr
+
+
+def test_a_new_pin_rebuilds_the_environment_but_not_mmcv(tmp_path):
+    """The mmcv wheel's cache key depends only on what goes into the mmcv build."""
+    for rel in ('tools/setup_env.sh', 'tools/mmcv_cxx.sh', 'requirements/pinned.txt'):
+        os.makedirs(tmp_path / osp.dirname(rel), exist_ok=True)
+        shutil.copy(osp.join(REPO, rel), tmp_path / rel)
+
+    def keys():
+        out = subprocess.run(['bash', str(tmp_path / 'tools' / 'setup_env.sh')],
+                             env=dict(os.environ, MMMIM_PRINT_KEYS='1'), check=True,
+                             capture_output=True, text=True).stdout.split()
+        return out[1], out[3]
+    env0, mmcv0 = keys()
+    pins = tmp_path / 'requirements' / 'pinned.txt'
+    pins.write_text(pins.read_text() + 'somepackage==1.0\n')
+    env1, mmcv1 = keys()
+    assert env1 != env0 and mmcv1 == mmcv0
+    pins.write_text(pins.read_text().replace('mmcv==2.1.0', 'mmcv==2.1.1'))
+    assert keys()[1] != mmcv0

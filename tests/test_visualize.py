@@ -40,13 +40,19 @@ def test_grid_per_seed_with_notes(tmp_path, setup, capsys):
     assert 'rgb.png: 3 channel(s) converted to the model\'s 1' in printed
     assert 'rgb.png: 50x40 resized and centre-cropped to 32x32' in printed
     assert 'grey.jpg' not in printed  # already what the model takes
-    # 2 seeds x 2 images rows of 32 px (gaps 2, 4 between seeds); 4 columns of 32 px
-    assert fig.shape == (2 * 66 + 4, 4 * 34 - 2, 3)
+    # per seed: a 24-px title band, then 2 image rows of 128 px (32 px enlarged 4x,
+    # gaps 2); 4 seeds apart; 4 columns of 128 px
+    per_seed = 24 + 2 * 130 - 2
+    assert fig.shape == (2 * per_seed + 4, 4 * 130 - 2, 3)
     assert (cv2.imread(out)[..., ::-1] == fig).all()
-    seed0, seed1 = fig[:66], fig[70:]
-    orig = slice(3 * 34, 4 * 34 - 2)
+    seed0, seed1 = fig[:per_seed], fig[per_seed + 4:]
+    orig = slice(3 * 130, 4 * 130 - 2)
     assert (seed0[:, orig] == seed1[:, orig]).all()  # same originals
-    assert (seed0[:, :32] != seed1[:, :32]).any()  # different masks
+    assert (seed0[24:, :128] != seed1[24:, :128]).any()  # different masks
+    # nearest-neighbour enlargement: every 4x4 block of a cell is one pixel
+    cell = seed0[24:24 + 128, orig]
+    assert (cell == cell[::4, ::4].repeat(4, 0).repeat(4, 1)).all()
+    assert (seed0[:24] < 255).any() and (seed0[:24] == 255).mean() > 0.8  # titles drawn
     again = tool.main([cfg, ckpt, *images, '--seeds', '0', '--out', out, '--scale', '1'])
     assert (again == seed0).all()  # a seed always draws the same mask
 
@@ -55,7 +61,7 @@ def test_emae_shows_every_view(tmp_path, setup, capsys):
     make, images = setup
     cfg, ckpt = make(type='EMAE', masker=dict(type='ParallelMasker', num_parts=2))
     fig = tool.main([cfg, ckpt, images[1], '--out', str(tmp_path / 'g.png')])
-    assert fig.shape[1] == 4 * (7 * 34 - 2)  # 2 views x 3 + original; default scale 4
+    assert fig.shape[1] == 7 * 130 - 2  # 2 views x 3 + original, cells of 128 px
     assert '[masked, reconstruction, +visible], [masked, reconstruction, +visible], ' \
         'original' in capsys.readouterr().out
 
@@ -72,3 +78,21 @@ def test_clear_errors(tmp_path, setup):
     other.write_text(f'model = {tiny_cfg(backbone=dict(img_size=16))!r}\n')
     with pytest.raises((SystemExit, RuntimeError), match='size mismatch|does not fit'):
         tool.main([str(other), ckpt, *images])
+
+
+def test_official_and_hf_whole_models_are_converted_on_the_fly(tmp_path, setup, capsys):
+    from mmmim.utils.convert_mae import official_from_mmmim
+    make, images = setup
+    cfg, ckpt = make()
+    out = str(tmp_path / 'g.png')
+    ours = tool.main([cfg, ckpt, images[1], '--out', out])
+    official, _ = official_from_mmmim(torch.load(ckpt)['state_dict'])
+    torch.save({'model': official}, tmp_path / 'official.pth')
+    theirs = tool.main([cfg, str(tmp_path / 'official.pth'), images[1], '--out', out])
+    assert 'mae-full layout, converted to mmmim' in capsys.readouterr().out
+    assert (ours == theirs).all()
+    # an encoder-only file cannot reconstruct
+    enc = {k: v for k, v in torch.load(ckpt)['state_dict'].items() if k.startswith('backbone.')}
+    torch.save({'state_dict': enc}, tmp_path / 'enc.pth')
+    with pytest.raises(SystemExit, match='encoder only.*decoder'):
+        tool.main([cfg, str(tmp_path / 'enc.pth'), images[1], '--out', out])

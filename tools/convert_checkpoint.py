@@ -1,4 +1,4 @@
-"""Convert a ViT checkpoint between key layouts, resizing its position embedding.
+"""Convert a ViT or a whole MAE checkpoint between key layouts (and to / from Hugging Face).
 
     python tools/convert_checkpoint.py IN.pth OUT.pth [--out-layout LAYOUT]
         [--in-layout auto|LAYOUT] [--backbone auto|generator|discriminator|PREFIX]
@@ -10,7 +10,17 @@ mmseg (mmseg's BEiT-style backbone keys with q/v biases and layer scales, in
 timm (a bare dict), mae (official MAE: ``model``), vitdet (detectron2: ``model`` with
 ``backbone.net.`` keys).
 
+Whole MAE models (encoder + decoder): mmmim-mae (an mmmim MAE checkpoint: backbone.* and
+neck.*), mae-full (the official MAE pre-training checkpoint, decoder included), hf
+(a transformers ViTMAEForPreTraining directory: config.json + model.safetensors).
+Hugging Face encoders: hf-vit (ViTModel), hf-vitmae (ViTMAEModel). A directory given as
+IN is read as a Hugging Face model. Table of layouts and directions: docs/checkpoints.md.
+
 Examples:
+    # the released MAE (with its decoder) -> mmmim, to continue pre-training with load_from=
+    python tools/convert_checkpoint.py mae_visualize_vit_large.pth vit-l_mae.pth --out-layout mmmim-mae
+    # an mmmim MAE -> a Hugging Face ViTMAEForPreTraining directory
+    python tools/convert_checkpoint.py work_dirs/mae/epoch_4.pth mae_hf --out-layout hf
     # an mmmim pre-training checkpoint -> mmseg's BEiT-style layout
     python tools/convert_checkpoint.py work_dirs/mae/epoch_800.pth vit_mmseg.pth --out-layout mmseg
     # official MAE weights -> mmmim, position embedding for 1024x1024 detection input
@@ -30,16 +40,21 @@ import sys
 
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 
+from mmmim.utils.checkpoint import CheckpointError  # noqa: E402
 from mmmim.utils.convert import (LAYOUTS, CheckpointMismatchError,  # noqa: E402
                                  convert_checkpoint, load_vit_checkpoint, match_state_dict)
+from mmmim.utils.convert_mae import HF_ENCODER_LAYOUTS, WHOLE_LAYOUTS, convert_model  # noqa: E402
+
+MODEL_LAYOUTS = WHOLE_LAYOUTS + HF_ENCODER_LAYOUTS
 
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description='Convert a ViT checkpoint between layouts')
     parser.add_argument('src', help='input checkpoint')
     parser.add_argument('dst', help='output checkpoint')
-    parser.add_argument('--out-layout', default='mmmim', choices=LAYOUTS)
-    parser.add_argument('--in-layout', default='auto', choices=('auto', ) + LAYOUTS)
+    parser.add_argument('--out-layout', default='mmmim', choices=LAYOUTS + MODEL_LAYOUTS)
+    parser.add_argument('--in-layout', default='auto', choices=('auto', ) + LAYOUTS
+                        + MODEL_LAYOUTS, help='default: detected from the file or directory')
     parser.add_argument('--backbone', default='auto',
                         help="which encoder: 'auto' (backbone.* when present), 'generator' or "
                         "'discriminator' (GAN-MAE), or a key prefix such as 'backbone.'")
@@ -48,7 +63,8 @@ def parse_args(argv=None):
     parser.add_argument('--patch-size', type=int,
                         help='patch size for --img-size (default: the checkpoint\'s)')
     parser.add_argument('--config', help='also check the encoder against this config\'s '
-                        'model.backbone: print missing / unexpected keys, refuse a partial fit')
+                        'model.backbone: print missing / unexpected keys, refuse a partial fit; '
+                        'for the Hugging Face layouts, the head counts and norm_pix come from it')
     parser.add_argument('--allow-partial', action='store_true',
                         help='accept dropped, missing or unexpected keys')
     args = parser.parse_args(argv)
@@ -92,16 +108,31 @@ def check_against_config(args):
           f'unexpected: {report["unexpected"] or "none"}')
 
 
+def check_in_layout(args):
+    is_dir = osp.isdir(args.src)
+    if args.in_layout in ('hf', ) + HF_ENCODER_LAYOUTS and not is_dir:
+        raise CheckpointError(f'--in-layout {args.in_layout} reads a Hugging Face model '
+                              f'directory (config.json + model.safetensors); {args.src} is not one')
+    if is_dir and args.in_layout not in ('auto', 'hf') + HF_ENCODER_LAYOUTS:
+        raise CheckpointError(f'{args.src} is a directory; only the Hugging Face layouts '
+                              f'(--in-layout hf, hf-vit, hf-vitmae) are read from directories')
+
+
 def main(argv=None):
     args = parse_args(argv)
     try:
+        check_in_layout(args)
+        if args.out_layout in MODEL_LAYOUTS:
+            convert_model(args.src, args.dst, args.out_layout, config=args.config,
+                          strict=not args.allow_partial)
+            return 0
         if args.config:
             check_against_config(args)
         convert_checkpoint(args.src, args.dst, out_layout=args.out_layout,
                            backbone=args.backbone, in_layout=args.in_layout,
                            img_size=args.img_size, patch_size=args.patch_size,
                            strict=not args.allow_partial)
-    except CheckpointMismatchError as e:
+    except (CheckpointError, ImportError) as e:
         raise SystemExit(f'error: {e}')
     return 0
 

@@ -6,14 +6,18 @@
 #
 # The environment and the mmcv wheel built for it live OUTSIDE the clone, under
 # ${MMMIM_CACHE_DIR:-~/.cache/mmmim}, keyed by a hash of requirements/pinned.txt and of
-# this script, so every clone on a machine (and CI) reuses them in seconds. A fresh
-# machine builds them (most of it compiling mmcv's ops; times in the README).
+# this script, so every clone on a machine (and CI) reuses them in seconds. The mmcv
+# wheel has its own key (Python, torch, the mmcv and setuptools pins, the compiler
+# wrapper and this script's mmcv build block), so changing another pin rebuilds the
+# environment in a few minutes without compiling mmcv again. A fresh machine builds
+# both (most of it compiling mmcv's ops; times in the README).
 # Environment variables:
 #   MMMIM_CACHE_DIR   where environments and wheels are cached
 #   MMMIM_PYTHON      the interpreter to base the environment on (default: python3.11 or python3)
 #   MMMIM_TORCH_SPEC  torch/torchvision requirement (default from pinned.txt); GPU users
 #                     set e.g. "torch==2.5.1 torchvision==0.20.1 --index-url <their CUDA index>"
 #   MMMIM_SKIP_DATA=1 do not try to install Debian's dataset-fashion-mnist
+#   MMMIM_PRINT_KEYS=1 print the environment's and the mmcv wheel's cache keys and exit
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 req="$here/requirements/pinned.txt"
@@ -30,8 +34,12 @@ torch_spec="${MMMIM_TORCH_SPEC:-$(grep -E '^(torch|torchvision)==' "$req" | tr '
 key=$( (cat "$req" "$here/tools/setup_env.sh" "$here/tools/mmcv_cxx.sh"; echo "$pyver $torch_spec") |
   sha256sum | cut -c1-12)
 cache="${MMMIM_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/mmmim}"
+mmcv_key=$( (sed -n '/^# mmcv build: begin/,/^# mmcv build: end/p' "$here/tools/setup_env.sh"
+  grep -E '^(mmcv|setuptools)==' "$req"; cat "$here/tools/mmcv_cxx.sh"; echo "$pyver $torch_spec") |
+  sha256sum | cut -c1-12)
+if [ "${MMMIM_PRINT_KEYS:-0}" = 1 ]; then echo "env $key mmcv $mmcv_key"; exit 0; fi
 env="$cache/env-py$pyver-$key"
-wheels="$cache/wheels-py$pyver-$key"
+wheels="$cache/mmcv-wheel-py$pyver-$mmcv_key"
 mkdir -p "$cache" "$wheels"
 
 install_data() {
@@ -65,6 +73,7 @@ log "installing torch ($torch_spec)"
 "${pip[@]}" install $torch_spec
 "${pip[@]}" install "setuptools==$(sed -n 's/^setuptools==//p' "$req")" wheel ninja
 
+# mmcv build: begin
 mmcv_ver=$(sed -n 's/^mmcv==//p' "$req")
 whl=$(ls "$wheels"/mmcv-"$mmcv_ver"-*.whl 2>/dev/null | head -1 || true)
 if [ -z "$whl" ]; then
@@ -105,10 +114,12 @@ if [ -z "$whl" ]; then
   rm -rf "$src"
   whl=$(ls "$wheels"/mmcv-"$mmcv_ver"-*.whl | head -1)
 fi
+# mmcv build: end
 log "installing the OpenMMLab stack"
 grep -vE '^(#|$|torch==|torchvision==|mmcv==)' "$req" > "$env/.requirements.txt"
 "${pip[@]}" install "$whl" -r "$env/.requirements.txt"
-"$env/bin/python" -c "import mmcv.ops, mmpretrain.models, mmdet.models, mmseg.models" >&2
+# the whole stack must import side by side (transformers 5.x, for one, breaks mmpretrain)
+"$env/bin/python" -c "import mmcv.ops, mmpretrain.models, mmdet.models, mmseg.models, transformers, timm, safetensors" >&2
 touch "$env/.mmmim-complete"
 install_data
 log "environment ready"

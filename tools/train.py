@@ -19,7 +19,7 @@ from mmengine.runner import Runner  # noqa: E402
 from mmmim.utils.dist import finish_distributed, setup_cpu_distributed  # noqa: E402
 from mmmim.utils.precision import describe_cpu  # noqa: E402
 from mmmim.utils.launch import (check_resume_source, load_config,  # noqa: E402
-                                explain_registry_error, switch_to_amp)
+                                explain_registry_error, make_load_from_strict, switch_to_amp)
 
 
 def parse_args(argv=None):
@@ -38,6 +38,9 @@ def parse_args(argv=None):
     parser.add_argument('--cfg-options', nargs='+', action=DictAction,
                         help='override config entries, e.g. train_cfg.max_iters=10 '
                         'optim_wrapper.optimizer.lr=1e-4; a key\'s parent must exist')
+    parser.add_argument('--allow-partial', action='store_true',
+                        help='load load_from leniently (missing, unexpected or mis-shaped keys '
+                        'are logged, not refused); by default load_from must fit the model')
     parser.add_argument('--launcher', choices=['none', 'pytorch', 'slurm'], default='none')
     parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
     args = parser.parse_args(argv)
@@ -69,6 +72,7 @@ def main(argv=None):
     try:
         runner = Runner.from_cfg(cfg) if 'runner_type' not in cfg else RUNNERS.build(cfg)
         runner.logger.info(f'CPU: {describe_cpu()}')  # every logged time names its hardware
+        make_load_from_strict(runner, args.allow_partial)
         runner.train()
         finish_distributed()
     except KeyError as e:

@@ -9,6 +9,17 @@ patches pasted back; the original last. Several ``--seeds`` draw several masks o
 same images (rows grouped by seed), which shows, e.g., whether EMAE's reconstructions
 agree across masks. Any mmmim algorithm (MAE, EMAE, GAN-MAE) and masker works.
 
+CKPT is an mmmim checkpoint of CONFIG's model, or any whole MAE checkpoint that
+``tools/convert_checkpoint.py`` reads (the official MAE pre-training file with its decoder,
+a Hugging Face ``ViTMAEForPreTraining`` directory), converted on the fly. For the released
+MAE weights (trained without norm_pix):
+
+    python tools/visualize_reconstruction.py configs/mae/vit-l_800e.py \
+        mae_visualize_vit_large.pth photo.jpg --cfg-options model.head.norm_pix=False
+
+Each image is enlarged (nearest neighbour) to cells of at least 128 px and the columns
+are titled.
+
 Images: any file OpenCV reads (PNG, JPEG, BMP, TIFF, ...), grey or colour. They are
 converted to the model's ``in_channels`` and resized (shorter side) and centre-cropped
 to its ``img_size``; a note says when that happens.
@@ -33,6 +44,8 @@ from mmmim.datasets.transforms import convert_channels  # noqa: E402
 from mmmim.engine.hooks import reconstruction_grid  # noqa: E402
 from mmmim.registry import MODELS  # noqa: E402
 from mmmim.utils import load_checkpoint_safely  # noqa: E402
+from mmmim.utils.checkpoint import CheckpointError  # noqa: E402
+from mmmim.utils.convert_mae import has_decoder, read_mmmim_layout  # noqa: E402
 from mmmim.utils.launch import check_cfg_options, check_checkpoint_file  # noqa: E402
 
 
@@ -40,30 +53,57 @@ def parse_args(argv=None):
     parser = argparse.ArgumentParser(description='Draw masked / reconstructed / original '
                                      'grids of images with a pre-trained mmmim model')
     parser.add_argument('config', help='the pre-training config')
-    parser.add_argument('checkpoint', help='its checkpoint (e.g. work_dirs/.../epoch_4.pth)')
+    parser.add_argument('checkpoint', help='its checkpoint (e.g. work_dirs/.../epoch_4.pth), '
+                        'or an official MAE / Hugging Face ViTMAEForPreTraining whole model')
     parser.add_argument('images', nargs='+', help='image files (grey or colour)')
     parser.add_argument('--seeds', type=int, nargs='+', default=[0],
                         help='draw one mask per seed (default: 0)')
     parser.add_argument('--out', default='reconstruction.png', help='output PNG')
-    parser.add_argument('--scale', type=int, default=None,
-                        help='enlarge the figure N times (default: cells of >= 128 px)')
+    parser.add_argument('--scale', type=int, default=1,
+                        help='enlarge the whole figure N more times (cells are >= 128 px)')
     parser.add_argument('--device', default='cpu')
     parser.add_argument('--cfg-options', nargs='+', action=DictAction,
                         help='override config entries, e.g. model.masker.ratio=0.5')
     return parser.parse_args(argv)
 
 
+def read_weights(checkpoint):
+    """An mmmim state dict from an mmmim checkpoint, or from any whole MAE layout
+    (official, Hugging Face), converted in memory."""
+    if not osp.isdir(checkpoint):
+        check_checkpoint_file(checkpoint)
+        state = load_checkpoint_safely(checkpoint, map_location='cpu')
+        state = state.get('state_dict', state) if isinstance(state, dict) else state
+        if isinstance(state, dict) and any(k.startswith('neck.') for k in state):
+            return state
+    try:
+        state, layout, _ = read_mmmim_layout(checkpoint)
+    except (CheckpointError, ImportError) as e:
+        raise SystemExit(f'error: {e}')
+    if not has_decoder(state):
+        raise SystemExit(f'error: {checkpoint} holds an encoder only (layout {layout}); a '
+                         f'reconstruction needs the decoder too: give the pre-training '
+                         f'checkpoint (e.g. the official mae_visualize_vit_*.pth files)')
+    print(f'{checkpoint}: {layout} layout, converted to mmmim')
+    return state
+
+
 def build_model(cfg, checkpoint, device='cpu'):
     """The config's model with the checkpoint's weights, in eval mode."""
-    check_checkpoint_file(checkpoint)
     with DefaultScope.overwrite_default_scope(cfg.get('default_scope') or 'mmmim'):
         model = MODELS.build(cfg.model)
     if not hasattr(model, 'reconstruct') or not hasattr(model, 'masker'):
         raise SystemExit(f'error: model type {cfg.model.get("type")!r} is not an mmmim masked '
                          f'autoencoder (MAE, EMAE, GANMAE); this tool needs one. For a '
                          f'fine-tuning config, pass the pre-training config instead')
-    state = load_checkpoint_safely(checkpoint, map_location='cpu')
-    state = state.get('state_dict', state)
+    state = read_weights(checkpoint)
+    shapes = {k: v.shape for k, v in model.state_dict().items()}
+    bad = [f'{k}: checkpoint {tuple(v.shape)} vs model {tuple(shapes[k])}'
+           for k, v in state.items() if k in shapes and tuple(v.shape) != tuple(shapes[k])]
+    if bad:
+        raise SystemExit(f'error: {checkpoint} does not fit {cfg.model.type} of the config '
+                         f'({len(bad)} shapes differ, e.g. {bad[:3]}); pass the config of '
+                         f'the checkpoint\'s architecture')
     missing, unexpected = model.load_state_dict(state, strict=False)
     if missing:
         raise SystemExit(f'error: {checkpoint} does not fit {cfg.model.type} of the config: '
@@ -119,9 +159,7 @@ def draw(model, images, seeds, scale=None, gap=4):
     width = grids[0].shape[1]
     sep = np.full((gap, width, 3), 255, np.uint8)
     figure = np.concatenate([part for g in grids for part in (g, sep)][:-1], axis=0)
-    if scale is None:
-        scale = max(1, 128 // images[0].shape[0])
-    if scale > 1:
+    if scale and scale > 1:
         figure = cv2.resize(figure, None, fx=scale, fy=scale, interpolation=cv2.INTER_NEAREST)
     return figure
 

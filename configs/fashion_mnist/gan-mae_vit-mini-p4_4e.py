@@ -8,9 +8,15 @@ model = dict(
     type='GANMAE',
     scheme='adversarial',
     backbone_mode='shared',
-    discriminator_head=dict(type='PatchDiscriminatorHead'),
+    shared_update='one-step',        # one AdamW step of the shared ViT on both roles' gradients
+    discriminator_head=dict(type='PatchDiscriminatorHead', class_balanced=True),
     gamma='adaptive',
-    adv_loss='non-saturating')
+    gamma_scale=0.1,
+    gamma_max=1.0,
+    adv_loss='non-saturating',
+    adv_warmup_epochs=1,             # the lr warm-up epoch: discriminator only, L_adv off
+    flat_patch_std=0.02,             # flat real patches (background, padding) left out
+    flat_patch_weight=0.)
 
 # one optim wrapper per role, each with the MAE config's optimizer and schedule
 optim_wrapper = dict(

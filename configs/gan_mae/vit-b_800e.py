@@ -11,13 +11,18 @@ model = dict(
     two_stage_scheme='adversarial',  # what two-stage runs once the discriminator is on
     backbone_mode='shared',         # 'shared' | 'generator' | 'discriminator'
     discriminator_backbone=None,    # separate modes: defaults to a copy of `backbone`
-    discriminator_head=dict(type='PatchDiscriminatorHead'),
+    discriminator_head=dict(type='PatchDiscriminatorHead', class_balanced=True),
     gamma='adaptive',               # or a number for a fixed adversarial weight
-    gamma_max=1e4,
+    gamma_scale=0.1,                # adaptive gamma = 0.1 x the gradient-norm ratio ...
+    gamma_max=1.0,                  # ... capped at 1
     gamma_eps=1e-4,
     adv_loss='non-saturating',      # or 'minimax'
-    lambda_disc=1.0,                # weight of L_disc in the combined scheme
+    lambda_disc=1.0,                # weight of L_disc where one update serves both roles
     adv_updates_disc_backbone=False,
+    adv_warmup_epochs=40,           # L_adv off (discriminator trains) for MAE's lr warm-up
+    flat_patch_std=0.02,            # patches with real std <= 0.02 are left out of the
+    flat_patch_weight=0.,           # discriminator's and adversarial losses
+    shared_update='one-step',       # shared ViT: one AdamW step on the summed role gradients
 )
 
 # One optim wrapper per role, each with MAE's AdamW recipe (lr = 1.5e-4 * batch / 256,

@@ -363,7 +363,14 @@ def match_state_dict(model_sd: Dict[str, Tensor], ckpt_sd: Dict[str, Tensor],
 def load_vit_checkpoint(filename: str, backbone: str = 'auto', layout: str = 'auto'
                         ) -> Tuple[Dict[str, Tensor], dict]:
     """Read a checkpoint safely and return its encoder in mmmim keys, plus info
-    (``prefix``, ``layout``, ``dropped``, ``meta``)."""
+    (``prefix``, ``layout``, ``dropped``, ``meta``). A directory is read as a Hugging
+    Face model (:mod:`mmmim.utils.convert_mae`)."""
+    if osp.isdir(filename):
+        from .convert_mae import read_mmmim_layout
+        sd, found, _ = read_mmmim_layout(filename)
+        enc = OrderedDict((k[len('backbone.'):], v) for k, v in sd.items()
+                          if k.startswith('backbone.'))
+        return enc, dict(prefix='backbone.', layout=found, dropped=[], meta={})
     ckpt = load_checkpoint_safely(filename, map_location='cpu')
     sd = extract_state_dict(ckpt)
     prefix = select_backbone(sd, backbone)
@@ -416,6 +423,7 @@ def convert_checkpoint(src: str, dst: str, out_layout: str = 'mmmim', backbone: 
         saved = out
     else:  # vitdet
         saved = {'model': OrderedDict(('backbone.net.' + k, v) for k, v in out.items())}
-    torch.save(saved, dst)
+    from .convert_mae import save_torch
+    save_torch(saved, dst)
     log(f'saved {len(out)} tensors in the {out_layout} layout to {dst}')
     return dict(info, out_keys=sorted(out), dropped=info['dropped'] + dropped)

@@ -141,3 +141,36 @@ def explain_registry_error(err):
         f"{scope or 'mmengine'!r}). Check the spelling; a component of another package "
         f"needs its scope prefix (e.g. 'mmpretrain.{name.split('.')[-1]}'); did you forget "
         f"custom_imports=dict(imports=['your.module']) for a component of your own?")
+
+
+STRICT_LOAD_FIX = (
+    'Convert the checkpoint to this model\'s layout first (whole MAE models: `python '
+    'tools/convert_checkpoint.py IN OUT --out-layout mmmim-mae`; see docs/checkpoints.md), '
+    'build the config\'s model to match it, or, if only part of it is meant to load, pass '
+    '--allow-partial to tools/train.py (or set load_from_partial = True in the config).')
+
+
+def make_load_from_strict(runner, allow_partial: bool = False) -> None:
+    """Load ``load_from`` strictly: mmengine loads it with ``strict=False`` and only logs
+    missing, unexpected or mis-shaped keys, so a checkpoint of another layout or size
+    starts training from a silently partial model. With ``allow_partial`` (or
+    ``load_from_partial=True`` in the config) mmengine's lenient load is kept.
+    A resumed run is unchanged (mmengine's resume loads its own checkpoints)."""
+    if allow_partial or runner.cfg.get('load_from_partial', False) or runner.cfg.get('resume'):
+        return
+    original = runner.load_checkpoint
+
+    def load_checkpoint(filename, map_location='cpu', strict=False, revise_keys=None, **kw):
+        kwargs = dict(map_location=map_location, strict=True, **kw)
+        if revise_keys is not None:
+            kwargs['revise_keys'] = revise_keys
+        try:
+            return original(filename, **kwargs)
+        except RuntimeError as e:
+            if 'state_dict' not in str(e) and 'size mismatch' not in str(e):
+                raise
+            from .convert import CheckpointMismatchError
+            raise CheckpointMismatchError(
+                f'load_from={filename!r} does not fit the model of this config:\n{e}\n'
+                f'{STRICT_LOAD_FIX}') from None
+    runner.load_checkpoint = load_checkpoint

@@ -38,8 +38,9 @@ TINY = dict(
     neck=dict(type='MAEDecoder', decoder_embed_dims=48, decoder_depth=2, decoder_num_heads=4),
     head=dict(type='ReconstructionHead', norm_pix=True))
 GAN_KEYS = ('scheme', 'two_stage_scheme', 'backbone_mode', 'discriminator_backbone',
-            'discriminator_head', 'gamma', 'gamma_max', 'gamma_eps', 'adv_loss', 'lambda_disc',
-            'adv_updates_disc_backbone')
+            'discriminator_head', 'gamma', 'gamma_scale', 'gamma_max', 'gamma_eps', 'adv_loss',
+            'lambda_disc', 'adv_updates_disc_backbone', 'adv_warmup_epochs', 'adv_warmup_iters',
+            'flat_patch_std', 'flat_patch_weight', 'shared_update')
 
 
 def parse_args(argv=None):
@@ -87,7 +88,8 @@ def build_variants(model_cfg, optim_cfg, device, amp):
                                  ('two-stage: MAE stage', 'two-stage', False),
                                  ('two-stage: 2nd stage', 'two-stage', True)]:
         cfg = copy.deepcopy(model_cfg)
-        cfg.update(type='GANMAE', scheme=scheme)
+        # the steps after the adversarial warm-up are timed
+        cfg.update(type='GANMAE', scheme=scheme, adv_warmup_epochs=0, adv_warmup_iters=0)
         model = build(cfg)
         if active is not None:
             model.set_discriminator_active(active)

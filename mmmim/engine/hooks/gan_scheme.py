@@ -24,16 +24,27 @@ class GANSchemeHook(Hook):
     epoch (and before training, after a resume), never from state kept in the hook, so
     a resumed run is in the right stage. Needs an epoch-based train loop.
 
+    Before every iteration it gives the model the training progress
+    (:meth:`GANMAE.set_train_progress`: iteration, epoch length, the iteration the
+    discriminator came on), which the adversarial warm-up (``adv_warmup_epochs`` /
+    ``adv_warmup_iters``) counts from. After every iteration it watches the adaptive
+    gamma and logs one warning if gamma sat at its eps limit (``||grad_W L_adv|| <
+    gamma_eps``: the adversarial gradient vanished, usually a discriminator that does
+    not learn) or at ``gamma_max`` for a whole logger interval.
+
     Config keys: ``switch_epoch`` (int; required with ``scheme='two-stage'``, refused
-    otherwise).
+    otherwise), ``warn_interval`` (iterations; default the logger hook's interval).
     """
     priority = 'VERY_HIGH'
 
-    def __init__(self, switch_epoch: Optional[int] = None):
+    def __init__(self, switch_epoch: Optional[int] = None, warn_interval: Optional[int] = None):
         if switch_epoch is not None and (not isinstance(switch_epoch, int) or switch_epoch < 0):
             raise ValueError(f'GANSchemeHook: switch_epoch={switch_epoch!r} must be an integer '
                              f'>= 0 (the number of MAE-only epochs)')
         self.switch_epoch = switch_epoch
+        self.warn_interval = warn_interval
+        self._streak = dict(gamma_at_eps=0, gamma_at_cap=0)
+        self._warned = set()
 
     @staticmethod
     def _model(runner):
@@ -79,3 +90,41 @@ class GANSchemeHook(Hook):
 
     def before_train_epoch(self, runner) -> None:
         self._apply(runner)
+
+    def before_train_iter(self, runner, batch_idx, data_batch=None) -> None:
+        model = self._model(runner)
+        iters_per_epoch = len(runner.train_dataloader)
+        start = (self.switch_epoch or 0) * iters_per_epoch if model.scheme == 'two-stage' else 0
+        model.set_train_progress(runner.iter, iters_per_epoch, start)
+
+    def _interval(self, runner) -> int:
+        if self.warn_interval:
+            return int(self.warn_interval)
+        for hook in runner.hooks:
+            if type(hook).__name__ == 'LoggerHook':
+                return int(hook.interval)
+        return 50
+
+    def after_train_iter(self, runner, batch_idx, data_batch=None, outputs=None) -> None:
+        outputs = outputs if isinstance(outputs, dict) else {}
+        model = self._model(runner)
+        for key in self._streak:
+            flag = outputs.get(key)
+            self._streak[key] = self._streak[key] + 1 if flag is not None and float(flag) > 0 else 0
+            if self._streak[key] < self._interval(runner) or key in self._warned:
+                continue
+            self._warned.add(key)
+            if key == 'gamma_at_eps':
+                runner.logger.warning(
+                    f'GAN-MAE: for {self._streak[key]} iterations ||grad_W L_adv|| stayed below '
+                    f'gamma_eps={model.gamma_eps:g}, so the eps, not the adversarial gradient, '
+                    f'set the adaptive gamma (now {float(outputs.get("gamma", 0)):.3g}): the '
+                    f'adversarial gradient has vanished, usually because the discriminator '
+                    f'does not learn (watch disc_auc and loss_disc against disc_prior_entropy). '
+                    f'Consider a longer adv_warmup_epochs, a lower gamma_max or a fixed gamma.')
+            else:
+                runner.logger.warning(
+                    f'GAN-MAE: the adaptive gamma sat at gamma_max={model.gamma_max:g} for '
+                    f'{self._streak[key]} iterations: the cap, not the gradient ratio, sets '
+                    f'the adversarial weight. Lower gamma_scale (now {model.gamma_scale:g}) '
+                    f'or raise gamma_max if that is not intended.')

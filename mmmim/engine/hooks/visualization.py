@@ -9,9 +9,25 @@ from mmengine.hooks import Hook
 from mmmim.registry import DATASETS, HOOKS
 
 
+def column_titles(grid: np.ndarray, titles: Sequence[str], cell_w: int, gap: int) -> np.ndarray:
+    """A white title band above ``grid`` with one centred title per column."""
+    import cv2
+    font, scale, thick = cv2.FONT_HERSHEY_SIMPLEX, 0.45, 1
+    band = np.full((24, grid.shape[1], 3), 255, np.uint8)
+    for j, title in enumerate(titles):
+        (tw, th), _ = cv2.getTextSize(title, font, scale, thick)
+        while tw > cell_w - 4 and scale > 0.25:
+            scale -= 0.05
+            (tw, th), _ = cv2.getTextSize(title, font, scale, thick)
+        x = j * (cell_w + gap) + max(0, (cell_w - tw) // 2)
+        cv2.putText(band, title, (x, 12 + th // 2), font, scale, (0, 0, 0), thick, cv2.LINE_AA)
+        scale = 0.45
+    return np.concatenate([band, grid], axis=0)
+
+
 @torch.no_grad()
 def reconstruction_grid(model, img: torch.Tensor, seed: Optional[int] = None,
-                        gap: int = 2) -> np.ndarray:
+                        gap: int = 2, min_cell: int = 128, titles: bool = True) -> np.ndarray:
     """A uint8 image grid: one row per image, for every view ``[masked, reconstruction,
     reconstruction with the visible patches pasted back]``, then the original.
 
@@ -19,6 +35,9 @@ def reconstruction_grid(model, img: torch.Tensor, seed: Optional[int] = None,
         model: an mmmim algorithm with ``reconstruct``, ``head`` and ``data_preprocessor``.
         img: ``(B, C, H, W)`` images as the data preprocessor outputs them (normalised).
         seed: draws the masks from this seed (different seeds show different masks).
+        min_cell: each image is enlarged by an integer factor (nearest neighbour, so the
+            patches stay sharp) until it is at least this many pixels wide.
+        titles: a title band naming the columns.
     """
     from mmmim.models.heads import patchify, unpatchify
     was_training = model.training
@@ -50,10 +69,17 @@ def reconstruction_grid(model, img: torch.Tensor, seed: Optional[int] = None,
     b, (c, h, w) = img.shape[0], img.shape[1:]
     views = [to_uint8(t).reshape(b, k, h, w, c) for t in (masked, pred_img, pasted)]
     original = to_uint8(img)
-    cols = []
+    cols, names = [], []
     for v in range(k):
         cols += [views[0][:, v], views[1][:, v], views[2][:, v]]
+        tag = f' {v + 1}' if k > 1 else ''
+        names += [f'masked{tag}', f'reconstruction{tag}', f'+ visible{tag}']
     cols.append(original)
+    names.append('original')
+    factor = max(1, -(-min_cell // w))
+    if factor > 1:
+        cols = [col.repeat(factor, axis=1).repeat(factor, axis=2) for col in cols]
+        h, w = h * factor, w * factor
     ncol = len(cols)
     grid = np.full((b * (h + gap) - gap, ncol * (w + gap) - gap, c), 255, np.uint8)
     for i in range(b):
@@ -61,7 +87,7 @@ def reconstruction_grid(model, img: torch.Tensor, seed: Optional[int] = None,
             grid[i * (h + gap):i * (h + gap) + h, j * (w + gap):j * (w + gap) + w] = col[i]
     if c == 1:
         grid = np.repeat(grid, 3, axis=2)
-    return grid
+    return column_titles(grid, names, w, gap) if titles else grid
 
 
 def first_images(model, dataset, num: int) -> torch.Tensor:
