@@ -232,3 +232,55 @@ def test_bad_input_is_refused_and_nothing_is_written(tmp_path):
                       'mae-full', '--allow-partial']) == 0
     # an existing output is replaced only by a complete one
     assert osp.isfile(tmp_path / 'g.pth')
+
+
+MAE_CONFIG = """
+model = {model!r}
+train_dataloader = dict(
+    batch_size=4, num_workers=0, sampler=dict(type='DefaultSampler', shuffle=False),
+    collate_fn=dict(type='default_collate'),
+    dataset=dict(type='mmpretrain.CustomDataset', data_root='{data}', data_prefix='',
+                 with_label=False, pipeline=[dict(type='mmpretrain.LoadImageFromFile',
+                                                  color_type='grayscale'),
+                                             dict(type='mmpretrain.PackInputs')]))
+optim_wrapper = dict(type='OptimWrapper', optimizer=dict(type='AdamW', lr=1e-4))
+train_cfg = dict(type='EpochBasedTrainLoop', max_epochs=1)
+default_hooks = dict(logger=dict(type='LoggerHook', interval=1),
+                     checkpoint=dict(type='CheckpointHook', interval=1))
+default_scope = 'mmmim'
+"""
+
+
+def test_train_py_continues_from_a_converted_hf_model_and_refuses_a_partial_one(tmp_path):
+    import subprocess
+    import sys
+
+    import numpy as np
+    from PIL import Image
+    rng = np.random.default_rng(0)
+    os.makedirs(tmp_path / 'data')
+    for i in range(4):
+        Image.fromarray(rng.integers(0, 256, (32, 32), dtype=np.uint8)).save(
+            tmp_path / 'data' / f'{i}.png')
+    cfg = tmp_path / 'mae.py'
+    cfg.write_text(MAE_CONFIG.format(model=tiny_cfg(), data=tmp_path / 'data'))
+    hf_mae(tiny_mae(), True).save_pretrained(str(tmp_path / 'hf'))
+    tool.main([str(tmp_path / 'hf'), str(tmp_path / 'mae.pth'), '--out-layout', 'mmmim-mae'])
+    enc = {k: v for k, v in torch.load(tmp_path / 'mae.pth')['state_dict'].items()
+           if k.startswith('backbone.')}
+    torch.save({'state_dict': enc}, tmp_path / 'enc.pth')
+    repo = osp.dirname(osp.dirname(osp.abspath(__file__)))
+
+    def train(ckpt, *extra):
+        proc = subprocess.run(
+            [sys.executable, 'tools/train.py', str(cfg), '--work-dir', str(tmp_path / 'w'),
+             '--cfg-options', f'load_from={ckpt}', *extra], cwd=repo, capture_output=True,
+            text=True, env=dict(os.environ, PYTHONPATH=repo), timeout=600)
+        return proc.returncode, proc.stdout + proc.stderr
+    rc, log = train(tmp_path / 'mae.pth')
+    assert rc == 0, log[-2000:]
+    assert 'Load checkpoint from' in log and 'missing keys' not in log
+    rc, log = train(tmp_path / 'enc.pth')  # the decoder is missing: refused, keys named
+    assert rc != 0 and 'neck.decoder_pred.weight' in log and '--allow-partial' in log
+    rc, log = train(tmp_path / 'enc.pth', '--allow-partial')
+    assert rc == 0 and 'missing keys' in log
