@@ -268,12 +268,17 @@ def test_combined_disc_loss_never_reaches_the_decoder_and_shared_vit_steps_once(
     l_mae = ref.head.loss(pred, img, plan)['loss_rec']
     x_bar = ref.corrupt(img, plan, pred.detach())
     (l_mae + ref.disc_head.loss(ref.discriminate(x_bar), plan.mask)['loss_disc']).backward()
+    assert_sgd_update(model, ref, before, disc_head_lr=0.5, lr=0.1)
+
+
+def assert_sgd_update(model, ref, before, disc_head_lr, lr):
+    """Every parameter of ``model`` moved by one SGD step on ``ref``'s gradients."""
     after = dict(model.named_parameters())
     for name, p in ref.named_parameters():
         if p.grad is None:
             continue
-        lr = 0.5 if name.startswith('disc_head.') else 0.1
-        assert torch.allclose(after[name], before[name] - lr * p.grad, atol=1e-6), name
+        step = disc_head_lr if name.startswith('disc_head.') else lr
+        assert torch.allclose(after[name], before[name] - step * p.grad, atol=1e-6), name
 
 
 # ------------------------------------------------------------------ backbone modes

@@ -14,7 +14,8 @@ import torch.nn.functional as F
 from mmmim.engine.hooks import GANSchemeHook
 from mmmim.models.heads import PatchDiscriminatorHead
 from mmmim.models.heads.discriminator import roc_auc
-from test_gan_mae import batch, changed, gan, images, params, prefixed, record_steps, wrappers
+from test_gan_mae import (assert_sgd_update, batch, changed, gan, images, params, prefixed,
+                          record_steps, wrappers)
 
 
 # ------------------------------------------------------------------ head
@@ -176,12 +177,7 @@ def test_one_step_shared_update_steps_each_shared_parameter_once_on_the_role_sum
                                                   keep_disc_graph=True)
     l_disc = ref.disc_head.loss(logits, plan.mask)['loss_disc']
     (surrogate + 2. * l_disc).backward()
-    after = dict(model.named_parameters())
-    for name, p in ref.named_parameters():
-        if p.grad is None:
-            continue
-        lr = 0.5 if name.startswith('disc_head.') else 0.1
-        assert torch.allclose(after[name], before[name] - lr * p.grad, atol=1e-6), name
+    assert_sgd_update(model, ref, before, disc_head_lr=0.5, lr=0.1)
 
 
 @pytest.mark.parametrize('kw,match', [

@@ -115,12 +115,18 @@ def main(argv=None):
                      f"| {r['disc_bacc']:.3f} | {r['disc_auc']:.3f} | {r['acc_real']:.3f} "
                      f"| {r['acc_fake']:.3f} | {r.get('flat_patches', 0.):.3f} "
                      f"| {r['minutes']:.1f} |")
+    write_results(args.work_dir, lines, dict(hardware=hardware(), checkpoint=checkpoint,
+                                             rows=rows))
+
+
+def write_results(work_dir: str, lines, payload: dict) -> None:
+    """Print the table and write ``results.md`` and ``results.json`` into ``work_dir``."""
     text = '\n'.join(lines) + '\n'
     print(text)
-    with open(osp.join(args.work_dir, 'results.md'), 'w') as f:
+    with open(osp.join(work_dir, 'results.md'), 'w') as f:
         f.write(text)
-    with open(osp.join(args.work_dir, 'results.json'), 'w') as f:
-        json.dump(dict(hardware=hardware(), checkpoint=checkpoint, rows=rows), f, indent=1)
+    with open(osp.join(work_dir, 'results.json'), 'w') as f:
+        json.dump(payload, f, indent=1)
 
 
 if __name__ == '__main__':

@@ -29,6 +29,7 @@ sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
 from mmengine.config import Config  # noqa: E402
 
 from fmnist_benchmark import hardware, train  # noqa: E402
+from gan_disc_diagnosis import write_results  # noqa: E402
 
 CFG = osp.join(ROOT, 'configs', 'fashion_mnist')
 CELLS = {
@@ -162,12 +163,7 @@ def main(argv=None):
             f"| {fmt(m, 'disc_auc')} | {fmt(m, 'disc_bacc')} | {ratio} "
             f"| {fmt(m, 'gamma_last_epoch')} | {fmt(m, 'gamma_max')} | {fmt(m, 'gamma_at_cap', 2)} "
             f"| {fmt(m, 'loss_rec')} | {fmt(m, 'minutes', 1)} |")
-    text = '\n'.join(lines) + '\n'
-    print(text)
-    with open(osp.join(args.work_dir, 'results.md'), 'w') as f:
-        f.write(text)
-    with open(osp.join(args.work_dir, 'results.json'), 'w') as f:
-        json.dump(dict(hardware=hardware(), amp=args.amp, rows=rows), f, indent=1)
+    write_results(args.work_dir, lines, dict(hardware=hardware(), amp=args.amp, rows=rows))
 
 
 if __name__ == '__main__':
