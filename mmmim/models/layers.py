@@ -11,6 +11,7 @@ from typing import Optional, Tuple
 
 import torch
 import torch.nn.functional as F
+import torch.utils.checkpoint
 from mmcv.cnn.bricks import DropPath
 from torch import Tensor, nn
 
@@ -83,6 +84,34 @@ class TransformerLayer(nn.Module):
     def forward(self, x: Tensor, key_padding: Optional[Tensor] = None) -> Tensor:
         x = x + self.drop_path(self.attn(self.ln1(x), key_padding))
         return x + self.drop_path(self.ffn(self.ln2(x)))
+
+
+def check_with_cp(with_cp, owner: str) -> int:
+    """Activation checkpointing: ``False``/``0`` off, ``True`` every block, an int ``n``
+    every ``n``-th block (blocks 0, n, 2n, ...). Returns ``n`` (0 when off)."""
+    if isinstance(with_cp, bool):
+        return int(with_cp)
+    if not isinstance(with_cp, int) or with_cp < 0:
+        raise ValueError(f'{owner}: with_cp={with_cp!r}; use False, True (every block) or an '
+                         f'integer n >= 1 (every n-th block)')
+    return with_cp
+
+
+def run_blocks(blocks, x: Tensor, every: int, *args) -> Tensor:
+    """Run ``blocks`` in turn; with ``every = n > 0`` each n-th block is checkpointed
+    (its activations are recomputed in the backward pass instead of kept), while
+    gradients are being recorded. torch's checkpoint restores the RNG state, so drop
+    path draws the same in the recomputation and the gradients equal the plain run's."""
+    for i, block in enumerate(blocks):
+        x = run_block(block, i, x, every, *args)
+    return x
+
+
+def run_block(block, i: int, x: Tensor, every: int, *args) -> Tensor:
+    """Block ``i`` of a stack, checkpointed when ``every > 0`` divides ``i``."""
+    if every > 0 and i % every == 0 and torch.is_grad_enabled():
+        return torch.utils.checkpoint.checkpoint(block, x, *args, use_reentrant=False)
+    return block(x, *args)
 
 
 def sincos_pos_embed(grid_size: Tuple[int, int], dims: int, cls_token: bool = True) -> Tensor:

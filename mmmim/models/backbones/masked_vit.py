@@ -9,7 +9,7 @@ from mmpretrain.models.utils import resize_pos_embed, to_2tuple
 from torch import Tensor, nn
 
 from mmmim.registry import MODELS
-from ..layers import TransformerLayer, sincos_pos_embed
+from ..layers import TransformerLayer, check_with_cp, run_block, run_blocks, sincos_pos_embed
 from ..maskers.plan import MaskPlan
 
 ARCHS = {
@@ -59,6 +59,9 @@ class MaskedViT(BaseModule):
             (default True, MAE pre-training); False makes it a learned parameter
             initialised to sin-cos (fine-tuning).
         frozen_stages (int): freeze patch embedding and the first N layers (-1: none).
+        with_cp (bool | int): activation checkpointing: False (default), True (every
+            block) or n (every n-th block). Trades a recomputed forward of those blocks in
+            the backward pass for their activation memory; gradients are unchanged.
     """
     OUT_TYPES = {'raw', 'cls_token', 'featmap', 'avg_featmap'}
 
@@ -67,8 +70,10 @@ class MaskedViT(BaseModule):
                  out_indices: Union[int, Sequence[int]] = -1, final_norm: bool = True,
                  drop_path_rate: float = 0., qkv_bias: bool = True,
                  fixed_pos_embed: bool = True, frozen_stages: int = -1,
-                 interpolate_mode: str = 'bicubic', init_cfg: Optional[dict] = None):
+                 interpolate_mode: str = 'bicubic', with_cp: Union[bool, int] = False,
+                 init_cfg: Optional[dict] = None):
         super().__init__(init_cfg=init_cfg)
+        self.cp_every = check_with_cp(with_cp, 'MaskedViT')
         if isinstance(arch, str):
             if arch not in ARCHS:
                 raise ValueError(f'MaskedViT: unknown arch {arch!r}; choose from '
@@ -186,8 +191,7 @@ class MaskedViT(BaseModule):
                 padding = torch.cat([plan.keep_padding.new_zeros(tokens.shape[0], 1),
                                      plan.keep_padding], dim=1)
         x = torch.cat([self._cls(tokens.shape[0]), tokens], dim=1)
-        for layer in self.layers:
-            x = layer(x, padding)
+        x = run_blocks(self.layers, x, self.cp_every, padding)
         return self.ln1(x) if self.final_norm else x
 
     def forward(self, img: Tensor, plan: Optional[MaskPlan] = None):
@@ -202,7 +206,7 @@ class MaskedViT(BaseModule):
         x = torch.cat([self._cls(tokens.shape[0]), tokens], dim=1)
         outs = []
         for i, layer in enumerate(self.layers):
-            x = layer(x)
+            x = run_block(layer, i, x, self.cp_every)
             if i == self.num_layers - 1 and self.final_norm:
                 x = self.ln1(x)
             if i in self.out_indices:

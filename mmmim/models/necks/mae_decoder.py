@@ -5,7 +5,7 @@ from torch import Tensor, nn
 
 from mmmim.registry import MODELS
 from ..backbones.masked_vit import init_mae_weights
-from ..layers import TransformerLayer, sincos_pos_embed
+from ..layers import TransformerLayer, check_with_cp, run_blocks, sincos_pos_embed
 from ..maskers.plan import MaskPlan
 
 
@@ -22,15 +22,19 @@ class MAEDecoder(BaseModule):
 
     Config keys: ``num_patches`` / ``grid_size`` (patch grid ``(h, w)``), ``patch_size``,
     ``in_channels``, ``embed_dims`` (encoder width), ``decoder_embed_dims`` (512),
-    ``decoder_depth`` (8), ``decoder_num_heads`` (16), ``mlp_ratio`` (4). The algorithm
+    ``decoder_depth`` (8), ``decoder_num_heads`` (16), ``mlp_ratio`` (4), ``with_cp``
+    (activation checkpointing, as :class:`MaskedViT`'s: False, True or every n-th
+    block). The algorithm
     fills ``grid_size``, ``patch_size``, ``in_channels`` and ``embed_dims`` from the
     backbone when they are not given, and checks them when they are.
     """
 
     def __init__(self, grid_size=(14, 14), patch_size: int = 16, in_channels: int = 3,
                  embed_dims: int = 768, decoder_embed_dims: int = 512, decoder_depth: int = 8,
-                 decoder_num_heads: int = 16, mlp_ratio: float = 4., init_cfg=None):
+                 decoder_num_heads: int = 16, mlp_ratio: float = 4., with_cp=False,
+                 init_cfg=None):
         super().__init__(init_cfg=init_cfg)
+        self.cp_every = check_with_cp(with_cp, 'MAEDecoder')
         self.grid_size = tuple(grid_size)
         self.num_patches = self.grid_size[0] * self.grid_size[1]
         self.decoder_embed = nn.Linear(embed_dims, decoder_embed_dims)
@@ -61,6 +65,5 @@ class MAEDecoder(BaseModule):
         full = torch.cat([visible, mask_token.expand(num_seq, plan.num_patches - n_keep, dims)], 1)
         full = torch.gather(full, 1, plan.ids_restore[..., None].expand(-1, -1, dims))
         x = torch.cat([cls, full], dim=1) + self.decoder_pos_embed
-        for block in self.decoder_blocks:
-            x = block(x)
+        x = run_blocks(self.decoder_blocks, x, self.cp_every)
         return self.decoder_pred(self.decoder_norm(x[:, 1:]))
