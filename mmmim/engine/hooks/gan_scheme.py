@@ -65,7 +65,14 @@ class GANSchemeHook(Hook):
                              f"scheme='two-stage', but the model's scheme is {model.scheme!r}; "
                              f'remove switch_epoch or set model.scheme')
         if isinstance(runner.optim_wrapper, (OptimWrapper, OptimWrapperDict)):
-            model.check_optim_wrapper(runner.optim_wrapper)
+            roles = model.check_optim_wrapper(runner.optim_wrapper)
+            counts = {role: getattr(w, '_accumulative_counts', 1) for role, w in roles.items()}
+            if any(c != 1 for c in counts.values()):
+                raise ValueError(
+                    f'GANMAE does not support gradient accumulation (accumulative_counts '
+                    f'{counts}): its adaptive gamma and its discriminator step are taken per '
+                    f'iteration. Remove accumulative_counts from optim_wrapper.generator / '
+                    f'.discriminator and raise the batch size (or the number of GPUs) instead')
         from mmmim.models.algorithms.gan_mae import GANMAEDistributedDataParallel
         if is_model_wrapper(runner.model) and not isinstance(runner.model,
                                                              GANMAEDistributedDataParallel):
