@@ -115,3 +115,37 @@ def test_emae_refuses_single_view_masker():
 def test_emae_bad_k_lists_valid_values():
     with pytest.raises(ValueError, match=r'64 patches are not divisible by K=3'):
         MODELS.build(tiny_cfg(type='EMAE', masker=dict(type='ParallelMasker', num_parts=3)))
+
+
+def _consistency_grads(loss, pred, mask):
+    pred = pred.clone().requires_grad_()
+    loss(pred, mask).backward()
+    return pred.grad
+
+
+def test_stop_grad_in_pairs_form_is_only_a_scale_but_anchor_changes_the_direction():
+    g = torch.Generator().manual_seed(0)
+    pred = torch.randn(2, 4, 16, 5, generator=g)
+    mask = torch.ones(2, 4, 16)
+    mask[:, 0, :4] = 0  # view 0 sees 4 patches; elsewhere all 4 views mask
+    sg = _consistency_grads(ConsistencyLoss('l2', stop_grad=True), pred, mask)
+    both = _consistency_grads(ConsistencyLoss('l2', stop_grad=False), pred, mask)
+    assert torch.allclose(both, 2 * sg, rtol=1e-5, atol=1e-7)  # today's option: a factor 2
+    anchor = _consistency_grads(ConsistencyLoss('l2', target='anchor'), pred, mask)
+    cos = torch.nn.functional.cosine_similarity(anchor.flatten(), sg.flatten(), dim=0)
+    assert cos < 0.95
+    # the anchor (first masking view) gets no consistency gradient: view 0 where it masks,
+    # view 1 where view 0 does not
+    assert not anchor[:, 0, 4:].any() and not anchor[:, 1, :4].any()
+    assert anchor[:, 2].abs().sum() > 0
+    # its value against the definition: each non-anchor view's l2 to the anchor
+    ref_terms = []
+    for b in range(2):
+        for patch in range(16):
+            views = [k for k in range(4) if mask[b, k, patch]]
+            for k in views[1:]:
+                ref_terms.append((pred[b, k, patch] - pred[b, views[0], patch]).pow(2).mean())
+    value = ConsistencyLoss('l2', target='anchor')(pred, mask)
+    assert value.item() == pytest.approx(torch.stack(ref_terms).mean().item(), rel=1e-5)
+    with pytest.raises(ValueError, match='target'):
+        ConsistencyLoss(target='mean')

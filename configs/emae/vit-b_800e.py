@@ -6,6 +6,9 @@ _base_ = '../mae/vit-b_800e.py'
 model = dict(
     type='EMAE',
     masker=dict(_delete_=True, type='ParallelMasker', num_parts=4),
-    # L_total = L_whole + lambda * L_consistency; options: loss_type l2/l1/cosine, stop_grad
-    consistency=dict(type='ConsistencyLoss', loss_type='l2', stop_grad=True, loss_weight=1.0),
+    # L_total = L_whole + lambda * L_consistency; options: loss_type l2/l1/cosine,
+    # target 'pairs' (every ordered pair of views; stop_grad) or 'anchor' (the first view
+    # masking a patch is the detached target of the others)
+    consistency=dict(type='ConsistencyLoss', loss_type='l2', target='pairs', stop_grad=True,
+                     loss_weight=1.0),
 )
