@@ -403,9 +403,9 @@ def convert_model(src: str, dst: str, out_layout: str, config: Optional[str] = N
             f'decoder_* keys, or a ViTMAEForPreTraining directory), or choose an encoder '
             f'layout (mmmim, timm, mae, hf-vit, hf-vitmae, ...)')
     if out_layout == 'mmmim-mae':
-        out, dropped = OrderedDict((k, v) for k, v in sd.items()
-                                   if k.startswith(('backbone.', 'neck.'))), \
-            [k for k in sd if not k.startswith(('backbone.', 'neck.'))]
+        mae_keys = ('backbone.', 'neck.')
+        out = OrderedDict((k, v) for k, v in sd.items() if k.startswith(mae_keys))
+        dropped = [k for k in sd if not k.startswith(mae_keys)]
     elif out_layout == 'mae-full':
         out, dropped = official_from_mmmim(sd)
     elif out_layout in HF_LAYOUTS:
