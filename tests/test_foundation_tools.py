@@ -259,3 +259,15 @@ def test_test_tool_evaluates_and_refuses_unsafe_checkpoints(tmp_path):
         test_tool.main([CLS_CONFIG, str(tmp_path / 'evil.pth'), '--work-dir',
                         str(tmp_path / 'work'), '--cfg-options', data])
     assert not marker.exists()
+
+
+def test_the_pinned_stack_imports_side_by_side():
+    """mmpretrain 1.2 breaks beside some transformers releases: the pinned one must not."""
+    import subprocess
+    import sys
+    code = ('import mmmim, mmcv.ops, mmpretrain.models, mmdet.models, mmseg.models, '
+            'transformers, timm, safetensors; print(transformers.__version__)')
+    out = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True,
+                         timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip().startswith('4.')
