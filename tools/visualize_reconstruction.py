@@ -43,7 +43,6 @@ import mmmim.models  # noqa: E402,F401
 from mmmim.datasets.transforms import convert_channels  # noqa: E402
 from mmmim.engine.hooks import reconstruction_grid  # noqa: E402
 from mmmim.registry import MODELS  # noqa: E402
-from mmmim.utils import load_checkpoint_safely  # noqa: E402
 from mmmim.utils.checkpoint import CheckpointError  # noqa: E402
 from mmmim.utils.convert_mae import has_decoder, read_mmmim_layout  # noqa: E402
 from mmmim.utils.launch import check_cfg_options, check_checkpoint_file  # noqa: E402
@@ -69,13 +68,9 @@ def parse_args(argv=None):
 
 def read_weights(checkpoint):
     """An mmmim state dict from an mmmim checkpoint, or from any whole MAE layout
-    (official, Hugging Face), converted in memory."""
+    (official, Hugging Face), converted in memory (the file is read once)."""
     if not osp.isdir(checkpoint):
         check_checkpoint_file(checkpoint)
-        state = load_checkpoint_safely(checkpoint, map_location='cpu')
-        state = state.get('state_dict', state) if isinstance(state, dict) else state
-        if isinstance(state, dict) and any(k.startswith('neck.') for k in state):
-            return state
     try:
         state, layout, _ = read_mmmim_layout(checkpoint)
     except (CheckpointError, ImportError) as e:
@@ -84,7 +79,8 @@ def read_weights(checkpoint):
         raise SystemExit(f'error: {checkpoint} holds an encoder only (layout {layout}); a '
                          f'reconstruction needs the decoder too: give the pre-training '
                          f'checkpoint (e.g. the official mae_visualize_vit_*.pth files)')
-    print(f'{checkpoint}: {layout} layout, converted to mmmim')
+    if layout != 'mmmim-mae':
+        print(f'{checkpoint}: {layout} layout, converted to mmmim')
     return state
 
 

@@ -105,12 +105,11 @@ class GANSchemeHook(Hook):
         model.set_train_progress(runner.iter, iters_per_epoch, start)
 
     def _interval(self, runner) -> int:
-        if self.warn_interval:
-            return int(self.warn_interval)
-        for hook in runner.hooks:
-            if type(hook).__name__ == 'LoggerHook':
-                return int(hook.interval)
-        return 50
+        """``warn_interval``, else the logger hook's interval (looked up once)."""
+        if not self.warn_interval:
+            loggers = [h for h in runner.hooks if type(h).__name__ == 'LoggerHook']
+            self.warn_interval = int(loggers[0].interval) if loggers else 50
+        return int(self.warn_interval)
 
     def after_train_iter(self, runner, batch_idx, data_batch=None, outputs=None) -> None:
         outputs = outputs if isinstance(outputs, dict) else {}
@@ -118,7 +117,7 @@ class GANSchemeHook(Hook):
         for key in self._streak:
             flag = outputs.get(key)
             self._streak[key] = self._streak[key] + 1 if flag is not None and float(flag) > 0 else 0
-            if self._streak[key] < self._interval(runner) or key in self._warned:
+            if key in self._warned or self._streak[key] < self._interval(runner):
                 continue
             self._warned.add(key)
             if key == 'gamma_at_eps':
