@@ -45,19 +45,31 @@ class FashionMNISTDataset(BaseDataset):
             (default: the Debian package's folder).
         split (str): 'train' or 'test'.
         pad_to (int | None): zero-pad the 28x28 images, centred, to this size (default 32).
+        label_fraction (float | None): keep a fixed class-balanced subset with this share
+            of every class (e.g. 0.01, 0.1; see :func:`mmmim.evaluation.balanced_subset`);
+            None keeps all. The subset depends only on the split's labels and
+            ``subset_seed``, so every method and run sees the same images.
+        subset_seed (int): the seed of that subset (default 0).
         pipeline, indices, test_mode, lazy_init: as mmengine's ``BaseDataset``.
     Each item has ``img`` (H, W, 1) uint8 and ``gt_label``.
     """
     METAINFO = {'classes': CLASSES}
 
     def __init__(self, data_root: str = DEFAULT_ROOT, split: str = 'train',
-                 pad_to: int = 32, pipeline=(), **kwargs):
+                 pad_to: int = 32, pipeline=(), label_fraction: float = None,
+                 subset_seed: int = 0, **kwargs):
         if split not in ('train', 'test'):
             raise ValueError(f"FashionMNISTDataset: split must be 'train' or 'test', got {split!r}")
         if pad_to is not None and pad_to < 28:
             raise ValueError(f'FashionMNISTDataset: pad_to={pad_to} is smaller than the 28x28 '
                              'images; use pad_to >= 28 or None')
+        if label_fraction is not None and not 0 < label_fraction <= 1:
+            raise ValueError(f'FashionMNISTDataset: label_fraction must be in (0, 1] (e.g. 0.1 '
+                             f'for 10% of every class) or None, got {label_fraction}')
+        if label_fraction is not None and kwargs.get('indices') is not None:
+            raise ValueError('FashionMNISTDataset: give label_fraction or indices, not both')
         self.split, self.pad_to = split, pad_to
+        self.label_fraction, self.subset_seed = label_fraction, subset_seed
         super().__init__(ann_file='', data_root=data_root, pipeline=pipeline,
                          test_mode=split == 'test', **kwargs)
 
@@ -80,5 +92,9 @@ class FashionMNISTDataset(BaseDataset):
             extra = self.pad_to - images.shape[1]
             lo = extra // 2
             images = np.pad(images, ((0, 0), (lo, extra - lo), (lo, extra - lo)))
+        if self.label_fraction is not None:
+            from mmmim.evaluation.subsets import balanced_subset
+            keep = balanced_subset(labels, self.label_fraction, self.subset_seed)
+            images, labels = images[keep], labels[keep]
         images = np.ascontiguousarray(images[..., None])
         return [dict(img=img, gt_label=int(label)) for img, label in zip(images, labels)]
