@@ -5,6 +5,9 @@
     python tools/benchmark.py configs/emae/vit-b_800e.py --batch-size 4 --amp bf16 \
         --compare configs/mae/vit-b_800e.py        # per-view cost of EMAE K=4 vs MAE
 
+    python tools/benchmark.py configs/mae/vit-b_800e.py --batch-size 512 --amp bf16 \
+        --compile-blocks --pin-memory --profile 2  # compiled blocks; top ops of 2 steps
+
 A step is the model's own ``train_step`` (data preprocessor, forward, backward, optimizer
 step) on a synthetic batch, with the optimizer wrapper(s) the config builds, so MAE,
 EMAE, SBAM/AMR and GAN-MAE (two optimizers) are all measured the same way. FLOPs are
@@ -13,6 +16,15 @@ forward + backward); MFU is that count per second divided by the matmul rate mea
 in the same run for the same precision. With ``--compare mmpretrain`` the same step of
 mmpretrain's MAE (same architecture, batch, mask ratio and precision) runs alternately
 with ours, so both see the same machine state, and the ratio is printed.
+
+``--compile-blocks`` sets ``compile_blocks=True`` on our backbone and decoder (each
+transformer layer ``torch.compile``-d in place; the compared model is left as it is).
+``--pin-memory`` hands the step a batch in page-locked memory, as a data loader with
+``pin_memory=True`` does, so the host-to-device copy is not timed as a pageable one.
+``--profile N`` runs ``torch.profiler`` over N more steps of our model and prints the
+top operators by device time (CPU time on a CPU) and, per step, how many copy-type
+operators ran (``aten::copy_``, ``_to_copy``, ``clone``, ``cat``, ``stack``) and their
+share of the time: the evidence for where a step's time goes.
 """
 import argparse
 import copy
@@ -47,6 +59,15 @@ def parse_args():
                         'mmmim config, run with the same number of views per step (e.g. '
                         'EMAE K=4 at batch 4 against MAE at batch 16: per-view cost)')
     p.add_argument('--compile', action='store_true', help='torch.compile the model')
+    p.add_argument('--compile-blocks', action='store_true',
+                   help='torch.compile each transformer layer of our backbone and decoder '
+                        '(compile_blocks=True); the compared model is not changed')
+    p.add_argument('--pin-memory', action='store_true',
+                   help='page-locked input batch (as a DataLoader with pin_memory=True); CUDA only')
+    p.add_argument('--profile', type=int, default=0, metavar='N',
+                   help='after timing, profile N steps of our model and print the top operators '
+                        'and the copy-type operator counts per step')
+    p.add_argument('--profile-rows', type=int, default=15, help='operators listed by --profile')
     p.add_argument('--adamw', choices=['config', 'single', 'foreach', 'fused'], default='config',
                    help="AdamW implementation: as the config says (default), torch's "
                         "per-tensor loop, foreach, or fused")
@@ -62,6 +83,33 @@ def synthetic_batch(model, batch, img_size, channels, seed=0):
     return dict(inputs=torch.randint(0, 256, (batch, channels, img_size, img_size),
                                      generator=g, dtype=torch.uint8),
                 data_samples=[DataSample() for _ in range(batch)])
+
+
+COPY_OPS = ('aten::copy_', 'aten::_to_copy', 'aten::clone', 'aten::cat', 'aten::stack')
+
+
+def profile_steps(bench, steps, rows):
+    """Profile ``steps`` steps of ``bench``; print the top operators by self time (device
+    time on CUDA) and, per step, the count and time share of the copy-type operators."""
+    from torch.profiler import ProfilerActivity, profile
+    cuda = bench.device.startswith('cuda')
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])
+    with profile(activities=activities) as prof:
+        for _ in range(steps):
+            bench.step(record=False)
+    events = prof.key_averages()
+    key = 'self_device_time_total' if cuda else 'self_cpu_time_total'
+    unit = 'device' if cuda else 'CPU'
+    total = sum(getattr(e, key) for e in events) or 1.
+    print(f'profile of {steps} step(s) of {bench.name}, top {rows} operators by self {unit} time:')
+    for e in sorted(events, key=lambda e: -getattr(e, key))[:rows]:
+        print(f'  {e.key[:60]:<60} {getattr(e, key) / 1e3 / steps:9.2f} ms/step '
+              f'{100 * getattr(e, key) / total:5.1f}%  calls/step {e.count / steps:g}')
+    copies = {e.key: e for e in events if e.key in COPY_OPS}
+    share = sum(getattr(e, key) for e in copies.values()) / total
+    counts = ', '.join(f'{name} {copies[name].count / steps:g}' if name in copies else f'{name} 0'
+                       for name in COPY_OPS)
+    print(f'copy-type operators per step: {counts}; their self {unit} time: {100 * share:.1f}%')
 
 
 def optim_cfg(cfg_optim, amp, device, adamw):
@@ -178,6 +226,10 @@ def main():
         cfg.merge_from_dict(args.cfg_options)
     if args.img_size:
         cfg.model.backbone.img_size = args.img_size
+    if args.compile_blocks:
+        cfg.model.backbone.compile_blocks = True
+        if cfg.model.get('neck') is not None:
+            cfg.model.neck.compile_blocks = True
     DefaultScope.get_instance('benchmark', scope_name=cfg.get('default_scope', 'mmmim'))
     torch.manual_seed(0)
     device = args.device
@@ -194,6 +246,10 @@ def main():
     img = ours.backbone.img_size[0]
     views = ours.masker.num_views
     batch = synthetic_batch(ours, args.batch_size, img, ours.backbone.in_channels)
+    if args.pin_memory:
+        if not device.startswith('cuda'):
+            raise SystemExit('--pin-memory pins host memory for a CUDA device; drop it on a CPU')
+        batch['inputs'] = batch['inputs'].pin_memory()
     ocfg = optim_cfg(cfg.optim_wrapper, args.amp, device, args.adamw)
     benches = [Bench('mmmim', ours, ocfg, batch, device, args.compile)]
     if args.compare == 'mmpretrain':
@@ -211,6 +267,8 @@ def main():
                              optim_cfg(other_cfg.optim_wrapper, args.amp, device, args.adamw),
                              synthetic_batch(other, other_batch, img, other.backbone.in_channels),
                              device, args.compile))
+        if args.pin_memory:
+            benches[-1].batch['inputs'] = benches[-1].batch['inputs'].pin_memory()
         benches[-1].views, benches[-1].images = other_views, other_batch
     benches[0].views, benches[0].images = views, args.batch_size
     if args.compare == 'mmpretrain':
@@ -220,7 +278,8 @@ def main():
     print(f'config: {args.config}\ndevice: {device} '
           f'({torch.cuda.get_device_name() if device.startswith("cuda") else describe_cpu()}), '
           f'precision: {args.amp}, batch: {args.batch_size} images x {views} view(s), '
-          f'compile: {args.compile}, AdamW: {args.adamw}')
+          f'compile: {args.compile}, compile blocks: {args.compile_blocks}, '
+          f'pinned batch: {args.pin_memory}, AdamW: {args.adamw}')
     flops = {b.name: b.flops() for b in benches}
     for _ in range(args.warmup):
         for b in benches:
@@ -253,6 +312,8 @@ def main():
         print(f'peak GPU memory: {torch.cuda.max_memory_allocated() / 2**30:.2f} GiB')
     else:
         print(f'peak process memory (RSS): {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20:.2f} GiB')
+    if args.profile:
+        profile_steps(benches[0], args.profile, args.profile_rows)
 
 
 if __name__ == '__main__':

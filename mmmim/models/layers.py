@@ -46,8 +46,13 @@ class Attention(nn.Module):
 
     def forward(self, x: Tensor, key_padding: Optional[Tensor] = None) -> Tensor:
         n, s, d = x.shape
-        q, k, v = self.qkv(x).reshape(n, s, 3, self.num_heads, d // self.num_heads).permute(
-            2, 0, 3, 1, 4).unbind(0)
+        # One matmul; q, k, v are strided views of its output, split on the ``3`` axis of
+        # ``(n, s, 3, heads, head_dims)``. The backward pass then stacks dq, dk, dv straight
+        # into the ``(n, s, 3 * d)`` layout of the qkv gradient (one copy); splitting on a
+        # leading axis (``permute(2, 0, 3, 1, 4).unbind(0)``) needs a second copy there,
+        # to make the stacked gradient contiguous again.
+        q, k, v = (t.transpose(1, 2) for t in self.qkv(x).view(
+            n, s, 3, self.num_heads, d // self.num_heads).unbind(2))
         mask = None if key_padding is None else ~key_padding[:, None, None, :]
         if q.device.type == 'cpu' and q.dtype == torch.bfloat16:
             out = _attention_bf16_cpu(q, k, v, mask)
@@ -95,6 +100,42 @@ def check_with_cp(with_cp, owner: str) -> int:
         raise ValueError(f'{owner}: with_cp={with_cp!r}; use False, True (every block) or an '
                          f'integer n >= 1 (every n-th block)')
     return with_cp
+
+
+_COMPILE_KEYS = ('fullgraph', 'dynamic', 'backend', 'mode', 'options')
+
+
+def compile_blocks(blocks, option, owner: str) -> bool:
+    """``torch.compile`` every block of a stack in place (``nn.Module.compile``), so the
+    state dict keys stay as they are (no ``_orig_mod.`` prefix) and activation
+    checkpointing still wraps each block.
+
+    ``option``: False (default: eager), True (``torch.compile`` defaults: inductor), or a
+    dict of ``torch.compile`` keyword arguments (``mode``, ``dynamic``, ``fullgraph``,
+    ``backend``, ``options``). Why per block rather than the whole model: the masker, the
+    gathers and the loss around the blocks change shape or draw random numbers, which
+    breaks a whole-model graph; a block is one static graph that inductor fuses (the
+    LayerNorms with the dtype casts around them under autocast, bias + GELU, the
+    residual adds), and every block of a stack shares it. The first step compiles (tens
+    of seconds on a GPU); a new sequence length (another mask ratio) compiles again.
+    Returns whether the blocks were compiled.
+    """
+    if option is None or option is False:
+        return False
+    if option is True:
+        kwargs = {}
+    elif isinstance(option, dict):
+        unknown = sorted(set(option) - set(_COMPILE_KEYS))
+        if unknown:
+            raise ValueError(f'{owner}: compile_blocks has unknown keys {unknown}; use True or '
+                             f'a dict of torch.compile arguments from {list(_COMPILE_KEYS)}')
+        kwargs = dict(option)
+    else:
+        raise ValueError(f'{owner}: compile_blocks={option!r}; use False, True or a dict of '
+                         f'torch.compile arguments ({", ".join(_COMPILE_KEYS)})')
+    for block in blocks:
+        block.compile(**kwargs)
+    return True
 
 
 def run_blocks(blocks, x: Tensor, every: int, *args) -> Tensor:

@@ -9,7 +9,9 @@ from mmpretrain.models.utils import resize_pos_embed, to_2tuple
 from torch import Tensor, nn
 
 from mmmim.registry import MODELS
-from ..layers import TransformerLayer, check_with_cp, run_block, run_blocks, sincos_pos_embed
+from ..layers import TransformerLayer, check_with_cp
+from ..layers import compile_blocks as _compile_blocks
+from ..layers import run_block, run_blocks, sincos_pos_embed
 from ..maskers.plan import MaskPlan
 
 ARCHS = {
@@ -62,6 +64,10 @@ class MaskedViT(BaseModule):
         with_cp (bool | int): activation checkpointing: False (default), True (every
             block) or n (every n-th block). Trades a recomputed forward of those blocks in
             the backward pass for their activation memory; gradients are unchanged.
+        compile_blocks (bool | dict): ``torch.compile`` each transformer layer in place
+            (False by default; True or a dict of ``torch.compile`` arguments, see
+            :func:`mmmim.models.layers.compile_blocks`). Same outputs and state dict
+            keys; faster on a GPU once compiled.
     """
     OUT_TYPES = {'raw', 'cls_token', 'featmap', 'avg_featmap'}
 
@@ -71,7 +77,7 @@ class MaskedViT(BaseModule):
                  drop_path_rate: float = 0., qkv_bias: bool = True,
                  fixed_pos_embed: bool = True, frozen_stages: int = -1,
                  interpolate_mode: str = 'bicubic', with_cp: Union[bool, int] = False,
-                 init_cfg: Optional[dict] = None):
+                 compile_blocks: Union[bool, dict] = False, init_cfg: Optional[dict] = None):
         super().__init__(init_cfg=init_cfg)
         self.cp_every = check_with_cp(with_cp, 'MaskedViT')
         if isinstance(arch, str):
@@ -120,6 +126,7 @@ class MaskedViT(BaseModule):
                 raise ValueError(f'MaskedViT: out_indices {out_indices} outside 0..{depth - 1}')
         self.frozen_stages = frozen_stages
         self._freeze()
+        self.compiled = _compile_blocks(self.layers, compile_blocks, 'MaskedViT')
 
     # ------------------------------------------------------------------ set-up
     def init_weights(self):

@@ -5,7 +5,9 @@ from torch import Tensor, nn
 
 from mmmim.registry import MODELS
 from ..backbones.masked_vit import init_mae_weights
-from ..layers import TransformerLayer, check_with_cp, run_blocks, sincos_pos_embed
+from ..layers import TransformerLayer, check_with_cp
+from ..layers import compile_blocks as _compile_blocks
+from ..layers import run_blocks, sincos_pos_embed
 from ..maskers.plan import MaskPlan
 
 
@@ -24,7 +26,8 @@ class MAEDecoder(BaseModule):
     ``in_channels``, ``embed_dims`` (encoder width), ``decoder_embed_dims`` (512),
     ``decoder_depth`` (8), ``decoder_num_heads`` (16), ``mlp_ratio`` (4), ``with_cp``
     (activation checkpointing, as :class:`MaskedViT`'s: False, True or every n-th
-    block). The algorithm
+    block), ``compile_blocks`` (False; True or ``torch.compile`` arguments: compile
+    each decoder layer in place, as :class:`MaskedViT`'s). The algorithm
     fills ``grid_size``, ``patch_size``, ``in_channels`` and ``embed_dims`` from the
     backbone when they are not given, and checks them when they are.
     """
@@ -32,7 +35,7 @@ class MAEDecoder(BaseModule):
     def __init__(self, grid_size=(14, 14), patch_size: int = 16, in_channels: int = 3,
                  embed_dims: int = 768, decoder_embed_dims: int = 512, decoder_depth: int = 8,
                  decoder_num_heads: int = 16, mlp_ratio: float = 4., with_cp=False,
-                 init_cfg=None):
+                 compile_blocks=False, init_cfg=None):
         super().__init__(init_cfg=init_cfg)
         self.cp_every = check_with_cp(with_cp, 'MAEDecoder')
         self.grid_size = tuple(grid_size)
@@ -46,6 +49,7 @@ class MAEDecoder(BaseModule):
                              int(decoder_embed_dims * mlp_ratio)) for _ in range(decoder_depth))
         self.decoder_norm = nn.LayerNorm(decoder_embed_dims, eps=1e-6)
         self.decoder_pred = nn.Linear(decoder_embed_dims, patch_size**2 * in_channels)
+        self.compiled = _compile_blocks(self.decoder_blocks, compile_blocks, 'MAEDecoder')
 
     def init_weights(self):
         super().init_weights()
@@ -62,8 +66,12 @@ class MAEDecoder(BaseModule):
         mask_token = self.mask_token.to(visible.dtype)
         if plan.keep_padding is not None:
             visible = torch.where(plan.keep_padding[..., None], mask_token, visible)
-        full = torch.cat([visible, mask_token.expand(num_seq, plan.num_patches - n_keep, dims)], 1)
-        full = torch.gather(full, 1, plan.ids_restore[..., None].expand(-1, -1, dims))
-        x = torch.cat([cls, full], dim=1) + self.decoder_pos_embed
+        # [cls, visible, mask tokens] in shuffled order, then one gather puts every patch
+        # back in place (cls stays at 0): two copies of the sequence instead of three
+        # (concatenate, unshuffle, prepend cls).
+        x = torch.cat([cls, visible, mask_token.expand(num_seq, plan.num_patches - n_keep, dims)],
+                      dim=1)
+        order = torch.cat([plan.ids_restore.new_zeros(num_seq, 1), plan.ids_restore + 1], dim=1)
+        x = torch.gather(x, 1, order[..., None].expand(-1, -1, dims)) + self.decoder_pos_embed
         x = run_blocks(self.decoder_blocks, x, self.cp_every)
         return self.decoder_pred(self.decoder_norm(x[:, 1:]))
