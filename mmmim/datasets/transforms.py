@@ -100,13 +100,27 @@ class SafeLoadImageFromFile(BaseTransform):
                   f'file(s) skipped so far in this process)', logger='current', level=30)
         return None
 
-    def transform(self, results: dict) -> Optional[dict]:
-        path = results['img_path']
+    def _read(self, path: str) -> Optional[bytes]:
+        """The file's bytes, or what :meth:`_fail` says when it cannot be read (``None``
+        with ``on_error='skip'``). Subclasses that decode differently start here."""
         try:
-            data = fileio.get(path, backend_args=self.backend_args)
+            return fileio.get(path, backend_args=self.backend_args)
         except (FileNotFoundError, IsADirectoryError, PermissionError) as e:
             return self._fail(path, f'cannot be read ({type(e).__name__})',
                               'check the path and the dataset\'s data_root / ann_file')
+
+    def _note_conversion(self, path: str, have) -> None:
+        """Say once per process that images with another channel layout are converted."""
+        if not self._noted:
+            self._noted = True
+            print_log(f'{type(self).__name__}: {path} has {have} channel(s); converting it '
+                      f'(and any other such image) to {self.channels}', logger='current')
+
+    def transform(self, results: dict) -> Optional[dict]:
+        path = results['img_path']
+        data = self._read(path)
+        if data is None:  # unreadable and skipped (_read raised otherwise)
+            return None
         img = None
         if data:
             try:
@@ -126,11 +140,7 @@ class SafeLoadImageFromFile(BaseTransform):
                         f'{path}: has {have} channel(s) but the pipeline expects '
                         f'{self.channels}; convert the file, or set convert_channels=True '
                         f'in SafeLoadImageFromFile')
-                if not self._noted:
-                    self._noted = True
-                    print_log(f'SafeLoadImageFromFile: {path} has {have} channel(s); '
-                              f'converting it (and any other such image) to '
-                              f'{self.channels}', logger='current')
+                self._note_conversion(path, have)
                 img = convert_channels(img, self.channels)
                 if self.channels == 1:
                     img = img[..., 0]

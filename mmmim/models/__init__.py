@@ -4,3 +4,4 @@ from .heads import *  # noqa: F401,F403
 from .losses import *  # noqa: F401,F403
 from .maskers import *  # noqa: F401,F403
 from .necks import *  # noqa: F401,F403
+from .data_preprocessors import *  # noqa: F401,F403

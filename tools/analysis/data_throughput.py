@@ -1,15 +1,32 @@
-"""Does the data path keep up? data_time as a share of the training step.
+"""Does the data path keep up? Two measurements of a pre-training config's train pipeline.
 
-Writes synthetic JPEGs (ImageNet-sized, smooth random colour fields) in an image-folder
-layout, points a pre-training config's train dataloader at them (its own pipeline:
-decode, RandomResizedCrop, flip, pack), trains a few iterations with the MMEngine runner
-and reports the median ``data_time`` / ``time`` that mmengine logs, i.e. how long each
-step waited for data, with the configured (or given) number of workers.
+1. ``--loader``: images/s of the config's train data loader alone (no model, no
+   training), per worker process and in total, for each number of workers given, on a
+   folder of your own images (``--data DIR``, any layout; files found recursively) or on
+   generated 500x375 JPEGs. ``--step-rate IMG_S`` (the training step's rate, e.g. from
+   ``tools/benchmark.py``) turns the per-worker rate into CPU cores per GPU.
+   ``--compare`` runs mmpretrain's default MAE pipeline (``LoadImageFromFile`` +
+   ``RandomResizedCrop(224, (0.2, 1.0), bicubic, pillow)`` + ``RandomFlip`` +
+   ``PackInputs``) alternately with the config's on the same files, and prints the ratio.
+   For the GPU-decode path (``JpegDecodeDataPreprocessor``) the workers only read bytes;
+   the preprocessor's decode/crop rate is timed separately on ``--device``.
 
-    python tools/analysis/data_throughput.py configs/mae/vit-b_800e.py --batch-size 16 --amp
-    python tools/analysis/data_throughput.py configs/fashion_mnist/mae_vit-mini-p4_4e.py --real
+       python tools/analysis/data_throughput.py configs/mae/vit-b_800e.py --loader \
+           --workers 0 1 2 --compare --step-rate 3085
+       python tools/analysis/data_throughput.py configs/mae/vit-b_800e.py --loader \
+           --data /path/to/imagenet/train --workers 8 --step-rate 3085
 
-``--real`` keeps the config's own data set (e.g. Fashion-MNIST) instead of JPEGs.
+   One process (``--workers 0``) is one core: torch, OpenCV and Pillow run single-threaded
+   there, as they do in data-loader workers.
+
+2. Default: trains a few iterations through the config's own train pipeline with the
+   MMEngine runner on generated JPEGs and reports the median ``data_time`` / ``time``
+   that mmengine logs, i.e. how long each step waited for data:
+
+       python tools/analysis/data_throughput.py configs/mae/vit-b_800e.py --batch-size 16 --amp
+       python tools/analysis/data_throughput.py configs/fashion_mnist/mae_vit-mini-p4_4e.py --real
+
+   ``--real`` keeps the config's own data set (e.g. Fashion-MNIST) instead of JPEGs.
 """
 import argparse
 import os.path as osp
@@ -27,13 +44,28 @@ def parse_args():
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument('config')
     p.add_argument('--batch-size', type=int, default=None, help='default: the config')
-    p.add_argument('--workers', type=int, default=None, help='default: the config')
+    p.add_argument('--workers', type=int, nargs='+', default=None,
+                   help='default: the config; with --loader several, e.g. 0 1 2')
     p.add_argument('--iters', type=int, default=12, help='timed iterations (after 2 warm-up)')
     p.add_argument('--images', type=int, default=256, help='synthetic JPEGs to write')
     p.add_argument('--size', type=int, nargs=2, default=(375, 500), metavar=('H', 'W'))
     p.add_argument('--amp', action='store_true', help='mixed precision, as tools/train.py --amp')
     p.add_argument('--real', action='store_true', help="keep the config's data set")
     p.add_argument('--work-dir', default=None)
+    g = p.add_argument_group('--loader mode')
+    g.add_argument('--loader', action='store_true',
+                   help='time the train data loader alone (no model)')
+    g.add_argument('--data', default=None, metavar='DIR',
+                   help='a folder of images (searched recursively); default: generated JPEGs')
+    g.add_argument('--batches', type=int, default=8, help='timed batches per measurement')
+    g.add_argument('--rounds', type=int, default=3,
+                   help='alternating rounds per pipeline (the median is reported)')
+    g.add_argument('--compare', action='store_true',
+                   help="also run mmpretrain's default MAE pipeline, alternately")
+    g.add_argument('--step-rate', type=float, default=None, metavar='IMG_S',
+                   help="the training step's img/s on one GPU: prints cores per GPU")
+    g.add_argument('--device', default='cpu',
+                   help='where a decoding data preprocessor runs (GPU-decode path)')
     return p.parse_args()
 
 
@@ -54,6 +86,145 @@ def write_jpegs(root: str, count: int, size, seed: int = 0) -> None:
     sys.stdout.write('\n')
 
 
+MMPRETRAIN_MAE_PIPELINE = [
+    dict(type='LoadImageFromFile'),
+    dict(type='RandomResizedCrop', scale=224, crop_ratio_range=(0.2, 1.0), backend='pillow',
+         interpolation='bicubic'),
+    dict(type='RandomFlip', prob=0.5),
+    dict(type='PackInputs'),
+]
+LOADERS = ('LoadImageFromFile', 'SafeLoadImageFromFile', 'LoadRandomResizedCrop',
+           'LoadJpegBytes')
+
+
+def with_loader(pipeline):
+    """The pipeline, with ``LoadImageFromFile`` in front if it reads no file itself."""
+    pipeline = list(pipeline)
+    if not any(t.get('type', '').split('.')[-1] in LOADERS for t in pipeline):
+        pipeline = [dict(type='LoadImageFromFile')] + pipeline
+    return pipeline
+
+
+def loader_cfg(cfg_loader, root, pipeline, batch_size, workers, collate=None):
+    import copy
+    loader = copy.deepcopy(cfg_loader)
+    loader.dataset = dict(type='mmpretrain.CustomDataset', data_root=root, with_label=False,
+                          pipeline=with_loader(pipeline))
+    loader.sampler = dict(type='InfiniteSampler', shuffle=True, seed=0)
+    loader.batch_size = batch_size
+    loader.num_workers = workers
+    loader.persistent_workers = workers > 0
+    if workers == 0:
+        loader.pop('prefetch_factor', None)
+    if collate is not None:
+        loader.collate_fn = collate
+    return loader
+
+
+class TimedLoader:
+    """An endless iterator over a data loader; :meth:`rate` times ``n`` batches after
+    draining what its workers prefetched while another loader was being timed."""
+
+    def __init__(self, name, loader, workers):
+        self.name, self.loader, self.workers = name, loader, workers
+        self.prefetch = (loader.prefetch_factor or 2) * workers if workers else 0
+        self.it = iter(loader)
+        self.rates = []
+        self.batches = []
+
+    def rate(self, n, keep=0):
+        import time
+        for _ in range(self.prefetch + 1):
+            next(self.it)
+        start, images = time.perf_counter(), 0
+        for i in range(n):
+            batch = next(self.it)
+            images += len(batch['inputs'])
+            if len(self.batches) < keep:
+                self.batches.append(batch)
+        self.rates.append(images / (time.perf_counter() - start))
+        return self.rates[-1]
+
+
+def loader_mode(args, cfg):
+    """``--loader``: images/s of the train data loader per worker process and in total."""
+    import cv2
+    import torch
+    from mmengine.registry import init_default_scope
+    from mmengine.runner import Runner
+    init_default_scope(cfg.get('default_scope', 'mmmim'))
+    torch.set_num_threads(1)  # one process = one core, as in data-loader workers
+    cv2.setNumThreads(1)
+    root = args.data
+    if root is None:
+        root = osp.join(tempfile.mkdtemp(prefix='mmmim-data-'), 'images')
+        write_jpegs(root, args.images, args.size)
+        what = f'{args.images} generated {args.size[1]}x{args.size[0]} JPEGs'
+    else:
+        what = f'images under {root}'
+    batch = args.batch_size or 32
+    workers = args.workers if args.workers is not None else [cfg.train_dataloader.num_workers]
+    pipelines = [('config', cfg.train_dataloader.dataset.pipeline, None)]
+    if args.compare:
+        pipelines.append(('mmpretrain', MMPRETRAIN_MAE_PIPELINE,
+                          dict(type='default_collate')))
+    pre_cfg = cfg.model.get('data_preprocessor', {})
+    decodes = pre_cfg.get('type', '').split('.')[-1] == 'JpegDecodeDataPreprocessor'
+    print(f'config: {args.config}; data: {what}; batch {batch}; pin_memory: '
+          f'{cfg.train_dataloader.get("pin_memory", False)}')
+    rows = []
+    for w in workers:
+        loaders = []
+        for name, pipeline, collate in pipelines:
+            lc = loader_cfg(cfg.train_dataloader, root, pipeline, batch, w, collate)
+            loaders.append(TimedLoader(name, Runner.build_dataloader(lc, seed=0), w))
+        for _ in range(args.rounds):
+            for tl in loaders:
+                tl.rate(args.batches, keep=2 if decodes and tl.name == 'config' else 0)
+        for tl in loaders:
+            total = statistics.median(tl.rates)
+            rows.append((tl.name, w, total, total / max(w, 1)))
+            if tl.name == 'config' and decodes and w == workers[0]:
+                rows.append(('config: preprocessor on ' + args.device, 0,
+                             preprocess_rate(cfg, tl.batches, args), None))
+        del loaders
+    print(f'\n| pipeline | workers | img/s total | img/s per worker process |')
+    print('| --- | --- | --- | --- |')
+    for name, w, total, per in rows:
+        per_s = f'{per:.0f}' if per is not None else '-'
+        print(f'| {name} | {w} | {total:.0f} | {per_s} |')
+    if args.compare:
+        for w in workers:
+            r = {n: t for n, ww, t, _ in rows if ww == w}
+            print(f'{w} worker(s): config / mmpretrain = {r["config"] / r["mmpretrain"]:.2f}x')
+    if args.step_rate:
+        for name, w, total, per in rows:
+            if per:
+                print(f'{name}, {w} worker(s): {per:.0f} img/s per process -> '
+                      f'{args.step_rate / per:.1f} cores per GPU at {args.step_rate:.0f} img/s')
+        if decodes:
+            print('(GPU-decode path: the cores above only read files; decoding costs GPU '
+                  'time, which the end-to-end run measures: tools/analysis/gpu_input_e2e.py)')
+
+
+def preprocess_rate(cfg, batches, args):
+    """Images/s of the config's decoding data preprocessor on ``--device``."""
+    import time
+
+    import torch
+    from mmmim.registry import MODELS
+    pre = MODELS.build(cfg.model.data_preprocessor).to(args.device)
+    sync = torch.cuda.synchronize if args.device.startswith('cuda') else (lambda: None)
+    pre(batches[0], True)
+    sync()
+    start, images = time.perf_counter(), 0
+    for _ in range(3):
+        for b in batches:
+            images += len(pre(b, True)['inputs'])
+    sync()
+    return images / (time.perf_counter() - start)
+
+
 def main():
     args = parse_args()
     import mmmim  # noqa: F401
@@ -63,21 +234,23 @@ def main():
 
     from mmmim.utils.launch import switch_to_amp
     cfg = Config.fromfile(args.config)
+    if args.loader:
+        return loader_mode(args, cfg)
+    if args.workers is not None and len(args.workers) > 1:
+        raise SystemExit('--workers takes several numbers with --loader only')
     tmp = tempfile.mkdtemp(prefix='mmmim-data-')
     cfg.work_dir = args.work_dir or osp.join(tmp, 'work')
     loader = cfg.train_dataloader
     if not args.real:
         write_jpegs(osp.join(tmp, 'images'), args.images, args.size)
-        pipeline = loader.dataset.pipeline
-        if not any(t.get('type', '').endswith('LoadImageFromFile') for t in pipeline):
-            pipeline = [dict(type='LoadImageFromFile')] + list(pipeline)
+        pipeline = with_loader(loader.dataset.pipeline)
         loader.dataset = dict(type='mmpretrain.CustomDataset', data_root=osp.join(tmp, 'images'),
                               with_label=False, pipeline=pipeline)
     if args.batch_size:
         loader.batch_size = args.batch_size
     if args.workers is not None:
-        loader.num_workers = args.workers
-        loader.persistent_workers = args.workers > 0
+        loader.num_workers = args.workers[0]
+        loader.persistent_workers = args.workers[0] > 0
     loader.sampler = dict(type='InfiniteSampler', shuffle=True)
     total = args.iters + 2
     cfg.train_cfg = dict(type='IterBasedTrainLoop', max_iters=total)
