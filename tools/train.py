@@ -3,6 +3,9 @@
     python tools/train.py CONFIG [--work-dir DIR] [--resume [CKPT]] [--amp]
         [--auto-scale-lr] [--cfg-options k=v ...] [--launcher {none,pytorch,slurm}]
     tools/dist_train.sh CONFIG NPROC [...]          # one node, NPROC processes
+
+A config with ``strategy=dict(type='MIMFSDPStrategy', ...)`` (FSDP) is trained by
+mmengine's FlexibleRunner with the same flags (see docs/speed.md).
 """
 import argparse
 import os
@@ -19,7 +22,8 @@ from mmengine.runner import Runner  # noqa: E402
 from mmmim.utils.dist import finish_distributed, setup_cpu_distributed  # noqa: E402
 from mmmim.utils.precision import describe_cpu  # noqa: E402
 from mmmim.utils.launch import (check_resume_source, load_config,  # noqa: E402
-                                explain_registry_error, make_load_from_strict, switch_to_amp)
+                                explain_registry_error, make_load_from_strict,
+                                prepare_strategy_config, switch_to_amp)
 
 
 def parse_args(argv=None):
@@ -50,7 +54,10 @@ def parse_args(argv=None):
 
 def build_config(args):
     cfg = load_config(args)
-    if args.amp:
+    # a `strategy` (FSDP) runs under mmengine's FlexibleRunner; --amp then sets FSDP's
+    # own mixed precision instead of the optim wrapper
+    sharded = prepare_strategy_config(cfg, amp=args.amp)
+    if args.amp and not sharded:
         switch_to_amp(cfg)
     if args.resume == 'auto':
         cfg.resume, cfg.load_from = True, None

@@ -174,3 +174,50 @@ def make_load_from_strict(runner, allow_partial: bool = False) -> None:
                 f'load_from={filename!r} does not fit the model of this config:\n{e}\n'
                 f'{STRICT_LOAD_FIX}') from None
     runner.load_checkpoint = load_checkpoint
+
+
+def prepare_strategy_config(cfg, amp: bool = False):
+    """A config with an FSDP ``strategy`` (``MIMFSDPStrategy`` or mmengine's
+    ``FSDPStrategy``): check it and make it run under mmengine's ``FlexibleRunner``.
+
+    - It must be launched as a distributed job (``--launcher pytorch`` / ``slurm``).
+    - ``runner_type`` becomes ``'FlexibleRunner'`` (mmengine's ``Runner`` has no
+      strategies) unless the config names one.
+    - The config is refused, before anything is built, when FSDP would train it
+      wrongly (a model with its own ``train_step`` such as GAN-MAE, several optimizers):
+      see :func:`mmmim.engine.strategies.check_fsdp_config`.
+    - ``--amp`` (``amp=True``) sets FSDP's own mixed precision: bf16 parameters and
+      compute, fp32 gradient reduction and buffers (the optimizer keeps fp32 shards), unless
+      ``strategy.model_wrapper.mixed_precision`` is set already. On a CPU without native
+      bf16 it stays fp32, as ``--amp`` does without FSDP (logged).
+
+    Returns:
+        bool: True if ``cfg`` trains with FSDP (and was prepared).
+    """
+    from mmmim.engine.strategies import FSDPConfigError, check_fsdp_config, is_fsdp_config
+    if not is_fsdp_config(cfg):
+        return False
+    if cfg.get('launcher', 'none') == 'none':
+        raise SystemExit('error: this config trains with FSDP (`strategy`), which shards the model '
+                         'over distributed processes; start it with tools/dist_train.sh CONFIG '
+                         'NPROC (NPROC=1 for one GPU or CPU process), or with --launcher '
+                         'pytorch/slurm')
+    cfg.setdefault('runner_type', 'FlexibleRunner')
+    try:
+        check_fsdp_config(cfg)
+    except FSDPConfigError as e:
+        raise SystemExit(f'error: {e}') from None
+    if amp:
+        import torch
+        wrapper = cfg.strategy.get('model_wrapper') or {}
+        if wrapper.get('mixed_precision') is None:
+            dtype = 'bfloat16'
+            if not torch.cuda.is_available():
+                from .precision import auto_dtype
+                if auto_dtype('cpu', '--amp (FSDP)') != torch.bfloat16:
+                    dtype = None
+            if dtype:
+                wrapper['mixed_precision'] = dict(param_dtype=dtype, reduce_dtype='float32',
+                                                  buffer_dtype='float32')
+                cfg.strategy['model_wrapper'] = wrapper
+    return True
