@@ -52,6 +52,15 @@ def parse_args():
     p.add_argument('--amp', action='store_true', help='mixed precision, as tools/train.py --amp')
     p.add_argument('--real', action='store_true', help="keep the config's data set")
     p.add_argument('--work-dir', default=None)
+    p.add_argument('--pipeline', choices=['config', 'mmpretrain'], default='config',
+                   help="training mode: the config's train pipeline, or mmpretrain's "
+                        'default MAE pipeline in its place')
+    p.add_argument('--noise', type=float, default=0.0,
+                   help='generated JPEGs: add Gaussian pixel noise of this sigma (about '
+                        '10 gives photo-like file sizes, ~100 KB at 500x375)')
+    p.add_argument('--json', default=None, help='also write the results to this JSON file')
+    p.add_argument('--cfg-options', nargs='+', default=[], metavar='KEY=VALUE',
+                   help='config overrides, as in tools/train.py')
     g = p.add_argument_group('--loader mode')
     g.add_argument('--loader', action='store_true',
                    help='time the train data loader alone (no model)')
@@ -69,8 +78,9 @@ def parse_args():
     return p.parse_args()
 
 
-def write_jpegs(root: str, count: int, size, seed: int = 0) -> None:
-    """``count`` smooth random RGB images of ``size`` as JPEGs in ``root/class_*/``."""
+def write_jpegs(root: str, count: int, size, seed: int = 0, noise: float = 0.0) -> None:
+    """``count`` smooth random RGB images of ``size`` as JPEGs in ``root/class_*/``, with
+    Gaussian pixel noise of sigma ``noise`` added (0: none)."""
     import cv2
     from mmengine.utils import ProgressBar, mkdir_or_exist
     rng = np.random.default_rng(seed)
@@ -81,6 +91,8 @@ def write_jpegs(root: str, count: int, size, seed: int = 0) -> None:
         mkdir_or_exist(folder)
         small = rng.integers(0, 256, (h // 16 + 1, w // 16 + 1, 3), dtype=np.uint8)
         img = cv2.resize(small, (w, h), interpolation=cv2.INTER_CUBIC)
+        if noise:
+            img = np.clip(img + rng.normal(0, noise, img.shape), 0, 255).astype(np.uint8)
         cv2.imwrite(osp.join(folder, f'{i:05d}.JPEG'), img, [cv2.IMWRITE_JPEG_QUALITY, 90])
         bar.update()
     sys.stdout.write('\n')
@@ -158,18 +170,21 @@ def loader_mode(args, cfg):
     root = args.data
     if root is None:
         root = osp.join(tempfile.mkdtemp(prefix='mmmim-data-'), 'images')
-        write_jpegs(root, args.images, args.size)
+        write_jpegs(root, args.images, args.size, noise=args.noise)
         what = f'{args.images} generated {args.size[1]}x{args.size[0]} JPEGs'
     else:
         what = f'images under {root}'
     batch = args.batch_size or 32
     workers = args.workers if args.workers is not None else [cfg.train_dataloader.num_workers]
     pipelines = [('config', cfg.train_dataloader.dataset.pipeline, None)]
-    if args.compare:
+    if args.pipeline == 'mmpretrain':
+        pipelines = []
+    if args.compare or args.pipeline == 'mmpretrain':
         pipelines.append(('mmpretrain', MMPRETRAIN_MAE_PIPELINE,
                           dict(type='default_collate')))
     pre_cfg = cfg.model.get('data_preprocessor', {})
-    decodes = pre_cfg.get('type', '').split('.')[-1] == 'JpegDecodeDataPreprocessor'
+    decodes = (pre_cfg.get('type', '').split('.')[-1] == 'JpegDecodeDataPreprocessor'
+               and args.pipeline == 'config')
     print(f'config: {args.config}; data: {what}; batch {batch}; pin_memory: '
           f'{cfg.train_dataloader.get("pin_memory", False)}')
     rows = []
@@ -193,10 +208,15 @@ def loader_mode(args, cfg):
     for name, w, total, per in rows:
         per_s = f'{per:.0f}' if per is not None else '-'
         print(f'| {name} | {w} | {total:.0f} | {per_s} |')
-    if args.compare:
+    if args.compare and args.pipeline == 'config':
         for w in workers:
             r = {n: t for n, ww, t, _ in rows if ww == w}
             print(f'{w} worker(s): config / mmpretrain = {r["config"] / r["mmpretrain"]:.2f}x')
+    if args.json:
+        import json
+        with open(args.json, 'w') as f:
+            json.dump([dict(pipeline=n, workers=w, img_s=t, img_s_per_worker=p)
+                       for n, w, t, p in rows], f, indent=1)
     if args.step_rate:
         for name, w, total, per in rows:
             if per:
@@ -234,6 +254,13 @@ def main():
 
     from mmmim.utils.launch import switch_to_amp
     cfg = Config.fromfile(args.config)
+    if args.cfg_options:
+        from mmengine.config import DictAction
+        opts = {}
+        for item in args.cfg_options:
+            key, value = item.split('=', 1)
+            opts[key] = DictAction._parse_iterable(value)
+        cfg.merge_from_dict(opts)
     if args.loader:
         return loader_mode(args, cfg)
     if args.workers is not None and len(args.workers) > 1:
@@ -242,9 +269,17 @@ def main():
     cfg.work_dir = args.work_dir or osp.join(tmp, 'work')
     loader = cfg.train_dataloader
     if not args.real:
-        write_jpegs(osp.join(tmp, 'images'), args.images, args.size)
+        root = args.data
+        if root is None:
+            root = osp.join(tmp, 'images')
+            write_jpegs(root, args.images, args.size, noise=args.noise)
         pipeline = with_loader(loader.dataset.pipeline)
-        loader.dataset = dict(type='mmpretrain.CustomDataset', data_root=osp.join(tmp, 'images'),
+        if args.pipeline == 'mmpretrain':
+            pipeline = MMPRETRAIN_MAE_PIPELINE
+            loader.collate_fn = dict(type='default_collate')
+            cfg.model.data_preprocessor = dict(type='SelfSupDataPreprocessor', mean=[
+                123.675, 116.28, 103.53], std=[58.395, 57.12, 57.375], to_rgb=True)
+        loader.dataset = dict(type='mmpretrain.CustomDataset', data_root=root,
                               with_label=False, pipeline=pipeline)
     if args.batch_size:
         loader.batch_size = args.batch_size
@@ -268,13 +303,25 @@ def main():
     times = scalars['train/time'].data[0][2:]
     data_times = scalars['train/data_time'].data[0][2:]
     share = [d / t for d, t in zip(data_times, times)]
-    print(f'\nconfig: {args.config}; data: '
-          f'{"the config" if args.real else f"{args.images} synthetic JPEGs {args.size[1]}x{args.size[0]}"}; '
+    data = ('the config' if args.real else args.data if args.data else
+            f'{args.images} synthetic JPEGs {args.size[1]}x{args.size[0]}')
+    print(f'\nconfig: {args.config}; pipeline: {args.pipeline}; data: {data}; '
           f'batch {loader.batch_size}, {loader.num_workers} worker(s), amp: {args.amp}')
     print(f'median step {statistics.median(times) * 1000:.0f} ms, median data_time '
           f'{statistics.median(data_times) * 1000:.1f} ms = '
           f'{statistics.median(share) * 100:.1f}% of the step (max {max(share) * 100:.1f}%) '
           f'over {len(times)} iterations')
+    sustained = loader.batch_size * len(times) / sum(times)
+    print(f'sustained: {sustained:.0f} img/s ({loader.batch_size} x {len(times)} images in '
+          f'{sum(times):.1f} s)')
+    if args.json:
+        import json
+        with open(args.json, 'w') as f:
+            json.dump(dict(config=args.config, pipeline=args.pipeline, data=data,
+                           batch_size=loader.batch_size, workers=loader.num_workers,
+                           step_s=[float(t) for t in times],
+                           data_time_s=[float(t) for t in data_times],
+                           sustained_img_s=sustained), f, indent=1)
 
 
 if __name__ == '__main__':
