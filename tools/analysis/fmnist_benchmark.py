@@ -1,43 +1,50 @@
-"""Compare every pre-training method on Fashion-MNIST at equal epochs; table + plot.
+"""Fashion-MNIST benchmark of the pre-training methods: equal compute, frozen and low-label
+protocols, seeds; one command for a table, a JSON file and plots (docs/benchmark.md).
 
-For each method config in configs/fashion_mnist/ (MAE, EMAE, SBAM, SBAM + AMR,
-GAN-MAE; a method without a config is skipped with a note) it
+Every run is a checked-in config under configs/fashion_mnist/benchmark/<grid>/ that
+``tools/train.py`` runs on its own; this tool writes those configs (``--write-configs``),
+schedules them per seed, caches each finished stage, and gathers the results:
 
-1. pre-trains with tools/train.py for ``--epochs`` epochs in its own work dir and
-   records the wall time (the process's, start-up included, final linear probe excluded);
-2. reads the linear-probe top-1 the config's ``LinearProbeHook`` writes
-   (``linear_probe.json``; the tool adds the hook if a config lacks it);
-3. fine-tunes the pre-trained encoder with configs/fashion_mnist/finetune_vit-mini-p4.py
-   for ``--finetune-epochs`` epochs and reads the test top-1;
+* pre-training cells (MAE, EMAE, SBAM, SBAM + AMR, GAN-MAE): every method gets the same
+  budget of counted training FLOPs, ``max_iters = round(budget / FLOPs per iteration)``;
+  the FLOPs of one iteration are counted once per config with ``torch.utils.flop_counter``
+  (``tools/benchmark.py``'s count) on the first 32 training images, times 256 / 32; the
+  lr schedule (and GAN-MAE's adversarial warm-up) keep the shape of the method's config,
+  scaled from its epochs to the cell's iterations;
+* at the end of each, ``LinearProbeHook`` makes one frozen feature pass over the 60k/10k
+  images and reports kNN top-1 (k=20, cosine, exp(sim/0.07) votes), and linear probes on
+  1%, 10% and 100% of the training labels (fixed class-balanced subsets, seed 0);
+* ``finetune-10pct.py``: end-to-end fine-tune on the 10% subset from each encoder and
+  from random init (same epochs);
+* ``random-init.py``: the frozen protocols on an untrained encoder (0 iterations);
+* ``supervised.py``: the fine-tune recipe from scratch on all labels for the FLOPs of a
+  pre-training cell plus its 10% fine-tune (equal total compute);
+* ``mae_equal-epochs.py``: MAE for as many iterations as EMAE's cell (equal epochs,
+  the papers' axis, second table);
+* GPU grid only: the full-label fine-tune recipe (configs/fashion_mnist/benchmark/
+  finetune-recipe_vit-mini-p4.py) from the main job's MAE and from scratch.
 
-then adds two baselines with the same encoder: *random init* (linear probe of an
-untrained encoder; fine-tuned from random weights with the same schedule) and
-*supervised from scratch* (the fine-tune recipe from random weights for
-``--scratch-epochs`` epochs, default pre-training + fine-tuning epochs), and writes
-``results.json``, ``results.md`` (table, command, hardware) and ``accuracy_vs_time.png``
-(accuracy versus pre-training wall time) to ``--work-dir``.
+    python tools/analysis/fmnist_benchmark.py                  # the CPU grid, 2 seeds
+    python tools/analysis/fmnist_benchmark.py --device cuda    # the GPU grid, 3 seeds
+    python tools/analysis/fmnist_benchmark.py --quick          # smoke run, minutes
+    python tools/analysis/fmnist_benchmark.py --write-configs  # after a config change
+    python tools/analysis/fmnist_benchmark.py --measure-costs  # the cost model's inputs
 
-    python tools/analysis/fmnist_benchmark.py                    # the README numbers
-    python tools/analysis/fmnist_benchmark.py --methods mae,emae --epochs 2
-    python tools/analysis/fmnist_benchmark.py --quick            # minutes: smoke test
-
-``--quick`` uses 512 training and 256 test images, one epoch each: it checks that the
-pipeline runs end to end; its accuracies mean nothing.
-
-Budget: the defaults (4 pre-training epochs, as the main job; 1 fine-tuning epoch on all
-60k images; every run through ``tools/train.py --amp``, i.e. bf16 on a CPU with native
-bf16 and fp32 on one without, e.g. AVX2) are sized for about one hour on 2 AVX-512/bf16
-cores, most of it EMAE (K = 4 views per image) and GAN-MAE (generator + discriminator
-steps); pass --methods to run fewer, --fp32 for full precision everywhere.
+Rerunning the command continues where it stopped (each finished stage is cached in the
+work dir as result.json). ``--quick`` shrinks every stage (data, iterations, epochs): its
+accuracies mean nothing.
 """
 import argparse
 import copy
 import glob
+import importlib.util
 import json
+import math
 import os
 import os.path as osp
 import platform
-import re
+import pprint
+import statistics
 import subprocess
 import sys
 import time
@@ -48,65 +55,718 @@ sys.path.insert(0, ROOT)
 from mmengine.config import Config  # noqa: E402
 
 CONFIG_DIR = osp.join(ROOT, 'configs', 'fashion_mnist')
+BENCH_DIR = osp.join(CONFIG_DIR, 'benchmark')
 FINETUNE_CONFIG = osp.join(CONFIG_DIR, 'finetune_vit-mini-p4.py')
-# method name -> file-name pattern of its Fashion-MNIST pre-training config
+RECIPE_CONFIG = osp.join(BENCH_DIR, 'finetune-recipe_vit-mini-p4.py')
+MAIN_JOB_CONFIG = osp.join(CONFIG_DIR, 'mae_vit-mini-p4_4e.py')
+# method -> its Fashion-MNIST config (exact names: the GAN-MAE variants are not rows)
 METHODS = {
-    'mae': r'^mae_vit-mini-p4_.*\.py$',
-    'emae': r'^emae_vit-mini-p4_.*\.py$',
-    'sbam': r'^sbam_vit-mini-p4_.*\.py$',
-    'sbam-amr': r'^sbam[-_]amr_vit-mini-p4_.*\.py$',
-    'gan-mae': r'^gan[-_]mae_vit-mini-p4_.*\.py$',
+    'mae': 'mae_vit-mini-p4_4e.py',
+    'emae': 'emae_vit-mini-p4_4e.py',
+    'sbam': 'sbam_vit-mini-p4_4e.py',
+    'sbam-amr': 'sbam-amr_vit-mini-p4_4e.py',
+    'gan-mae': 'gan-mae_vit-mini-p4_4e.py',
 }
 LABELS = {'mae': 'MAE', 'emae': 'EMAE', 'sbam': 'SBAM', 'sbam-amr': 'SBAM + AMR',
-          'gan-mae': 'GAN-MAE'}
-QUICK = dict(train=512, probe_train=512, test=256, batch_size=64)
+          'gan-mae': 'GAN-MAE', 'random-init': 'random init',
+          'supervised': 'supervised from scratch', 'mae_equal-epochs': 'MAE'}
+N_TRAIN, BATCH, COUNT_BATCH = 60000, 256, 32
+# The image grid of the benchmark cells: the 28x28 images unpadded with 7x7 patches
+# (4x4 = 16 patches; K = 4 EMAE views of 4 patches): a quarter of the main job's tokens,
+# chosen from the measured costs (docs/benchmark.md: the 64-patch main-job grid's feature
+# pass alone would take ~6 min per cell on the AVX2 CPU).
+GRID_MODEL = dict(img_size=28, patch_size=7, mean=[72.94], std=[90.02])
+# Budgets (counted training FLOPs per pre-training cell), seeds and fine-tune epochs.
+GRIDS = {
+    'cpu': dict(budget_tflop=5.0, seeds=2, finetune_epochs=3, recipe=False),
+    'gpu': dict(budget_tflop=24.0, seeds=3, finetune_epochs=15, recipe=True),
+}
+PROTOCOL = dict(knn=dict(k=20, temperature=0.07), label_fractions=(0.01, 0.1, 1.0),
+                finetune_fraction=0.1, subset_seed=0)
+QUICK = dict(iter_scale=0.04, min_iters=3, batch_size=64, train=1024, probe_train=1000,
+             probe_test=500, test=500, finetune_fraction=0.02, finetune_epochs=1)
 
 
-def parse_args(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-    parser.add_argument('--epochs', type=int, default=None,
-                        help='pre-training epochs of every method (default 4; 1 with --quick)')
-    parser.add_argument('--finetune-epochs', type=int, default=None,
-                        help='fine-tuning epochs (default 1; 1 with --quick)')
-    parser.add_argument('--finetune-train-size', type=int, default=60000,
-                        help='training images for fine-tuning and the supervised baseline '
-                             '(the first N of the 60k; default all 60000)')
-    parser.add_argument('--scratch-epochs', type=int, default=None,
-                        help='supervised-from-scratch epochs (default epochs + finetune epochs)')
-    parser.add_argument('--methods', default=','.join(METHODS),
-                        help=f'comma-separated subset of {",".join(METHODS)}')
-    parser.add_argument('--work-dir', default=osp.join('work_dirs', 'fmnist_benchmark'))
-    parser.add_argument('--data-root', default=None,
-                        help='Fashion-MNIST folder (default: the configs\' data_root)')
-    parser.add_argument('--no-baselines', action='store_true',
-                        help='skip the random-init and supervised-from-scratch runs')
-    parser.add_argument('--fp32', dest='amp', action='store_false',
-                        help='train in fp32 (default: every run with tools/train.py --amp, '
-                             'which is bf16 on a CPU with native bf16 and fp32 elsewhere)')
-    parser.add_argument('--quick', action='store_true',
-                        help='smoke test: 512 train / 256 test images, 1 epoch each')
-    args = parser.parse_args(argv)
-    args.epochs = args.epochs or (1 if args.quick else 4)
-    args.finetune_epochs = args.finetune_epochs or 1
-    args.scratch_epochs = args.scratch_epochs or args.epochs + args.finetune_epochs
-    args.methods = [m.strip() for m in args.methods.split(',') if m.strip()]
-    unknown = [m for m in args.methods if m not in METHODS]
-    if unknown:
-        parser.error(f'unknown method(s) {unknown}; choose from {list(METHODS)}')
-    for name in ('epochs', 'finetune_epochs', 'scratch_epochs'):
-        if getattr(args, name) < 1:
-            parser.error(f'--{name.replace("_", "-")} must be >= 1')
-    return args
+# ------------------------------------------------------------- FLOPs and cell configs
+def _tools_benchmark():
+    """tools/benchmark.py as a module: its ``Bench.flops`` is the FLOP count of every tool."""
+    spec = importlib.util.spec_from_file_location('mmmim_tools_benchmark',
+                                                  osp.join(ROOT, 'tools', 'benchmark.py'))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
-def find_config(method: str):
-    """The method's Fashion-MNIST config (shortest matching name), or None."""
-    pattern = re.compile(METHODS[method])
-    found = sorted((f for f in os.listdir(CONFIG_DIR) if pattern.match(f)), key=lambda f: (len(f), f))
-    return osp.join(CONFIG_DIR, found[0]) if found else None
+def count_batch(data_root=None) -> dict:
+    """The first ``COUNT_BATCH`` training images, unpadded 28x28, as a collated batch."""
+    from mmengine.dataset import default_collate
+    from mmmim.datasets.fashion_mnist import DEFAULT_ROOT, FashionMNISTDataset
+    ds = FashionMNISTDataset(data_root=data_root or DEFAULT_ROOT, split='train', pad_to=None,
+                             indices=COUNT_BATCH, pipeline=[dict(type='PackInputs')])
+    return default_collate([ds[i] for i in range(len(ds))])
 
 
-# ----------------------------------------------------------------- config edits
+def iter_flops(model_cfg: dict, optim_wrapper_cfg: dict, batch: dict) -> float:
+    """Training FLOPs (forward + backward, fp32 count) of one 256-image iteration:
+    ``tools/benchmark.py``'s count on ``batch`` (the first 32 training images) x 256/32."""
+    import torch
+    from mmengine.registry import DefaultScope
+
+    import mmmim.engine  # noqa: F401
+    import mmmim.models  # noqa: F401
+    from mmmim.registry import MODELS
+    DefaultScope.get_instance(f'fmnist-benchmark-{time.time_ns()}', scope_name='mmmim')
+    torch.manual_seed(0)
+    model = MODELS.build(copy.deepcopy(model_cfg))
+    bench = _tools_benchmark().Bench('count', model, copy.deepcopy(optim_wrapper_cfg),
+                                     copy.deepcopy(batch), 'cpu', False)
+    return bench.flops() * BATCH / len(batch['inputs'])
+
+
+def grid_model(model_cfg: dict, finetune=False) -> dict:
+    """The benchmark's image grid on a config's model (28x28 unpadded, 7x7 patches)."""
+    cfg = copy.deepcopy(model_cfg)
+    cfg['data_preprocessor'].update(mean=GRID_MODEL['mean'], std=GRID_MODEL['std'])
+    cfg['backbone'].update(img_size=GRID_MODEL['img_size'], patch_size=GRID_MODEL['patch_size'])
+    if finetune:
+        cfg['backbone']['init_cfg'] = None
+    return cfg
+
+
+def measure_iter_flops(data_root=None) -> dict:
+    """FLOPs per 256-image iteration of every method's cell and of the classifier."""
+    batch = count_batch(data_root)
+    out = {}
+    for method, name in METHODS.items():
+        cfg = Config.fromfile(osp.join(CONFIG_DIR, name))
+        model = grid_model(cfg.model.to_dict())
+        if model['type'] == 'GANMAE':  # the steady-state step, after the adversarial warm-up
+            model.update(adv_warmup_epochs=0, adv_warmup_iters=0)
+        out[method] = iter_flops(model, cfg.optim_wrapper.to_dict(), batch)
+    ft = Config.fromfile(FINETUNE_CONFIG)
+    out['classifier'] = iter_flops(grid_model(ft.model.to_dict(), finetune=True),
+                                   ft.optim_wrapper.to_dict(), batch)
+    return out
+
+
+def cell_plan(grid: str, flops: dict) -> dict:
+    """The iterations of every cell of ``grid`` from the FLOP counts (the documented
+    formulas): pre-training ``round(budget / flops[method])``; MAE at equal epochs gets
+    EMAE's iterations; the supervised baseline ``round((budget + F_ft) / flops[classifier])``
+    where ``F_ft`` is the FLOPs of the 10% fine-tune (epochs x ceil(6000 / 256) iterations)."""
+    g = GRIDS[grid]
+    budget = g['budget_tflop'] * 1e12
+    iters = {m: int(round(budget / flops[m])) for m in METHODS}
+    iters['mae_equal-epochs'] = iters['emae']
+    ft_iters = g['finetune_epochs'] * math.ceil(PROTOCOL['finetune_fraction'] * N_TRAIN / BATCH)
+    iters['supervised'] = int(round((budget + ft_iters * flops['classifier']) / flops['classifier']))
+    return dict(iters=iters, finetune_iters=ft_iters, budget_tflop=g['budget_tflop'],
+                gflop={k: round(v / 1e9, 2) for k, v in flops.items()})
+
+
+def _scale_schedule(schedulers, old_epochs, iters):
+    """An epoch-based schedule moved to iterations in proportion (epoch e -> e / old *
+    iters), so a cell keeps its method's schedule shape (warm-up share, cosine)."""
+    if isinstance(schedulers, dict) and 'type' not in schedulers:  # one list per optimizer
+        return {k: _scale_schedule(v, old_epochs, iters) for k, v in schedulers.items()}
+    out = []
+    for s in ([schedulers] if isinstance(schedulers, dict) else schedulers):
+        s = dict(s)
+        if s.get('by_epoch', True):
+            begin = int(round(s.get('begin', 0) / old_epochs * iters))
+            end = int(round(s.get('end', old_epochs) / old_epochs * iters))
+            s.update(by_epoch=False, begin=begin, end=end)
+            s.pop('convert_to_iter_based', None)
+            if 'T_max' in s:
+                s['T_max'] = end - begin
+        out.append(s)
+    return out
+
+
+def _py(name, value) -> str:
+    return f'{name} = {pprint.pformat(value, width=92, sort_dicts=False)}\n'
+
+
+HEADER = ('# Generated by `python tools/analysis/fmnist_benchmark.py --write-configs` from {base}\n'
+          '# and the grid constants in that tool (tests/test_fmnist_benchmark.py checks it is\n'
+          '# up to date: rerun the command after changing either). A cell of the Fashion-MNIST\n'
+          '# benchmark, docs/benchmark.md. {what}\n'
+          '#   python tools/train.py {path} --cfg-options randomness.seed=1\n')
+
+
+def _probe_datasets(cfg):
+    return [dict(type='FashionMNISTDataset', data_root=cfg.data_root, split=split, pad_to=None,
+                 pipeline=[dict(type='PackInputs')]) for split in ('train', 'test')]
+
+
+def render_pretrain(grid: str, method: str, iters: int, gflop: float, budget_tflop: float,
+                    name: str = None) -> str:
+    base = METHODS[method]
+    cfg = Config.fromfile(osp.join(CONFIG_DIR, base))
+    name = name or method
+    path = f'configs/fashion_mnist/benchmark/{grid}/{name}.py'
+    what = (f'{LABELS[method]} ({grid} grid): {iters} iterations x {gflop} GFLOP = '
+            f'{iters * gflop / 1e3:.2f} TFLOP of training' +
+            (f' (budget {budget_tflop} TFLOP).' if name == method else
+             ', as many iterations as EMAE\'s cell (equal epochs).'))
+    text = HEADER.format(base=f'configs/fashion_mnist/{base}', what=what, path=path)
+    text += f"_base_ = ['../../{base}']\n"
+    text += _py('max_iters', iters)
+    model = dict(data_preprocessor=dict(mean=GRID_MODEL['mean'], std=GRID_MODEL['std']),
+                 backbone=dict(img_size=GRID_MODEL['img_size'], patch_size=GRID_MODEL['patch_size']))
+    old_epochs = cfg.train_cfg.max_epochs
+    if cfg.model.type == 'GANMAE':
+        warm = cfg.model.get('adv_warmup_iters') or int(round(
+            cfg.model.get('adv_warmup_epochs', 0) / old_epochs * iters))
+        model.update(adv_warmup_epochs=0, adv_warmup_iters=warm)
+    text += _py('model', model)
+    pipeline = []
+    for t in cfg.train_dataloader.dataset.pipeline:
+        t = t.to_dict()
+        if t.get('scale') == 32 or t.get('crop_size') == 32:
+            t.update({k: GRID_MODEL['img_size'] for k in ('scale', 'crop_size') if k in t})
+        pipeline.append(t)
+    text += _py('train_dataloader', dict(dataset=dict(pad_to=None, pipeline=pipeline)))
+    probe_train, probe_test = _probe_datasets(cfg)
+    text += _py('probe_train', probe_train) + _py('probe_test', probe_test)
+    hooks = [h.to_dict() for h in cfg.get('custom_hooks', [])
+             if h.type not in ('LinearProbeHook', 'ReconstructionVisHook')]
+    hooks.append(dict(type='LinearProbeHook', train_dataset='PROBE_TRAIN', test_dataset='PROBE_TEST',
+                      knn=PROTOCOL['knn'], label_fractions=PROTOCOL['label_fractions'],
+                      subset_seed=PROTOCOL['subset_seed']))
+    text += _py('custom_hooks', hooks).replace("'PROBE_TRAIN'", 'probe_train').replace(
+        "'PROBE_TEST'", 'probe_test')
+    text += "train_cfg = dict(_delete_=True, type='IterBasedTrainLoop', max_iters=max_iters)\n"
+    sched = _scale_schedule(cfg.param_scheduler.to_dict() if hasattr(cfg.param_scheduler, 'to_dict')
+                            else [s.to_dict() for s in cfg.param_scheduler], old_epochs, iters)
+    if isinstance(sched, dict):
+        sched = dict(_delete_=True, **sched)
+    text += _py('param_scheduler', sched)
+    text += ("default_hooks = dict(logger=dict(interval=50), checkpoint=dict(\n"
+             "    interval=max_iters, by_epoch=False, max_keep_ckpts=1))\n"
+             "log_processor = dict(by_epoch=False)\n")
+    return text
+
+
+def render_random_init(grid: str) -> str:
+    path = f'configs/fashion_mnist/benchmark/{grid}/random-init.py'
+    text = HEADER.format(base=f'configs/fashion_mnist/benchmark/{grid}/mae.py', path=path,
+                         what='Random init: the frozen protocols on an untrained encoder '
+                              '(0 iterations;\n# the seed draws the init).')
+    return text + ("_base_ = ['./mae.py']\nmax_iters = 0\n"
+                   "train_cfg = dict(max_iters=max_iters)\nparam_scheduler = []\n"
+                   "default_hooks = dict(checkpoint=dict(interval=1))\n")
+
+
+def render_finetune(grid: str) -> str:
+    g = GRIDS[grid]
+    epochs = g['finetune_epochs']
+    path = f'configs/fashion_mnist/benchmark/{grid}/finetune-10pct.py'
+    text = HEADER.format(
+        base='configs/fashion_mnist/finetune_vit-mini-p4.py', path=path,
+        what=(f'End-to-end fine-tune on the fixed class-balanced\n# {100 * PROTOCOL["finetune_fraction"]:g}% of the training labels '
+              f'(subset seed {PROTOCOL["subset_seed"]}), {epochs} epochs; the encoder comes\n'
+              '# from model.backbone.init_cfg.checkpoint (None: random init). Random crop\n'
+              '# (padding 2) + horizontal flip.'))
+    text += "_base_ = ['../../finetune_vit-mini-p4.py']\n"
+    text += _py('max_epochs', epochs)
+    text += _py('checkpoint', f'work_dirs/fmnist_benchmark/{grid}/mae/seed0/pretrain/last.pth')
+    text += _py('model', dict(
+        data_preprocessor=dict(mean=GRID_MODEL['mean'], std=GRID_MODEL['std']),
+        backbone=dict(img_size=GRID_MODEL['img_size'], patch_size=GRID_MODEL['patch_size'],
+                      init_cfg=dict(type='Pretrained', checkpoint='CKPT', prefix='backbone.')))
+                    ).replace("'CKPT'", 'checkpoint')
+    text += _py('train_pipeline', [
+        dict(type='RandomCrop', crop_size=GRID_MODEL['img_size'], padding=2),
+        dict(type='RandomFlip', prob=0.5), dict(type='PackInputs')])
+    text += ("train_dataloader = dict(dataset=dict(\n"
+             f"    pad_to=None, label_fraction={PROTOCOL['finetune_fraction']}, "
+             f"subset_seed={PROTOCOL['subset_seed']}, pipeline=train_pipeline))\n"
+             "val_dataloader = dict(dataset=dict(pad_to=None))\n"
+             "test_dataloader = val_dataloader\n")
+    text += ("param_scheduler = [\n"
+             "    dict(type='LinearLR', start_factor=1e-3, by_epoch=True, begin=0, end=max_epochs / 10,\n"
+             "         convert_to_iter_based=True),\n"
+             "    dict(type='CosineAnnealingLR', eta_min=1e-6, by_epoch=True, begin=max_epochs / 10,\n"
+             "         end=max_epochs, convert_to_iter_based=True),\n]\n"
+             "train_cfg = dict(max_epochs=max_epochs, val_interval=max_epochs)\n"
+             "default_hooks = dict(checkpoint=dict(interval=max_epochs, max_keep_ckpts=1))\n")
+    return text
+
+
+def render_supervised(grid: str, iters: int, plan: dict) -> str:
+    path = f'configs/fashion_mnist/benchmark/{grid}/supervised.py'
+    text = HEADER.format(
+        base=f'configs/fashion_mnist/benchmark/{grid}/finetune-10pct.py', path=path,
+        what=(f'Supervised from scratch on all labels, {iters} iterations x\n'
+              f'# {plan["gflop"]["classifier"]} GFLOP: the pre-training budget '
+              f'({plan["budget_tflop"]} TFLOP) + the 10% fine-tune\n# '
+              f'({plan["finetune_iters"]} iterations), i.e. the total compute of a pre-trained row.'))
+    return text + ("_base_ = ['./finetune-10pct.py']\n" + _py('max_iters', iters) +
+                   "model = dict(backbone=dict(init_cfg=None))\n"
+                   "train_dataloader = dict(dataset=dict(label_fraction=None))\n"
+                   "param_scheduler = [\n"
+                   "    dict(type='LinearLR', start_factor=1e-3, by_epoch=False, begin=0,\n"
+                   "         end=max_iters // 10),\n"
+                   "    dict(type='CosineAnnealingLR', eta_min=1e-6, by_epoch=False,\n"
+                   "         begin=max_iters // 10, end=max_iters),\n]\n"
+                   "train_cfg = dict(_delete_=True, type='IterBasedTrainLoop', max_iters=max_iters,\n"
+                   "                 val_interval=max_iters)\n"
+                   "default_hooks = dict(checkpoint=dict(interval=max_iters, by_epoch=False))\n"
+                   "log_processor = dict(by_epoch=False)\n")
+
+
+def render_grid(grid: str, flops: dict) -> dict:
+    """``{path relative to ROOT: text}`` of every cell config of ``grid``."""
+    plan = cell_plan(grid, flops)
+    out = {}
+    rel = f'configs/fashion_mnist/benchmark/{grid}'
+    for method in METHODS:
+        out[f'{rel}/{method}.py'] = render_pretrain(
+            grid, method, plan['iters'][method], plan['gflop'][method], plan['budget_tflop'])
+    out[f'{rel}/mae_equal-epochs.py'] = render_pretrain(
+        grid, 'mae', plan['iters']['mae_equal-epochs'], plan['gflop']['mae'],
+        plan['budget_tflop'], name='mae_equal-epochs')
+    out[f'{rel}/random-init.py'] = render_random_init(grid)
+    out[f'{rel}/finetune-10pct.py'] = render_finetune(grid)
+    out[f'{rel}/supervised.py'] = render_supervised(grid, plan['iters']['supervised'], plan)
+    return out
+
+
+def write_configs(data_root=None) -> dict:
+    flops = measure_iter_flops(data_root)
+    for grid in GRIDS:
+        for rel, text in render_grid(grid, flops).items():
+            os.makedirs(osp.dirname(osp.join(ROOT, rel)), exist_ok=True)
+            with open(osp.join(ROOT, rel), 'w') as f:
+                f.write(text)
+            print('wrote', rel)
+    print(json.dumps({g: cell_plan(g, flops) for g in GRIDS}, indent=2))
+    return flops
+
+
+# ----------------------------------------------------------------------- runs
+def train(config: str, work_dir: str, amp: bool = False, cfg_options=None, env=None) -> dict:
+    """tools/train.py in a subprocess; returns ok / seconds / log path. cfg_options:
+    extra key=value strings for --cfg-options; env: extra environment variables."""
+    log = osp.join(work_dir, 'train.log')
+    env = dict(os.environ, **(env or {}), PYTHONPATH=os.pathsep.join(filter(None, [ROOT, os.environ.get('PYTHONPATH')])))
+    cmd = [sys.executable, osp.join(ROOT, 'tools', 'train.py'), config, '--work-dir', work_dir]
+    if amp:
+        cmd.append('--amp')
+    if cfg_options:
+        cmd += ['--cfg-options', *cfg_options]
+    start = time.time()
+    with open(log, 'w') as f:
+        rc = subprocess.call(cmd, stdout=f, stderr=subprocess.STDOUT, cwd=ROOT, env=env)
+    seconds = time.time() - start
+    if rc != 0:
+        with open(log) as f:
+            tail = ''.join(f.readlines()[-15:])
+        print(f'  FAILED (exit {rc}); last lines of {log}:\n{tail}', flush=True)
+    return dict(ok=rc == 0, seconds=seconds, log=log)
+
+
+
+def last_accuracy(work_dir: str):
+    logs = sorted(glob.glob(osp.join(work_dir, '*', 'vis_data', 'scalars.json')))
+    acc = None
+    if logs:
+        with open(logs[-1]) as f:
+            for line in f:
+                rec = json.loads(line)
+                if 'accuracy/top1' in rec:
+                    acc = rec['accuracy/top1']
+    return acc
+
+
+def last_checkpoint(work_dir: str):
+    marker = osp.join(work_dir, 'last_checkpoint')
+    if osp.exists(marker):
+        with open(marker) as f:
+            return f.read().strip()
+    found = sorted(glob.glob(osp.join(work_dir, '*.pth')), key=osp.getmtime)
+    return found[-1] if found else None
+
+
+def _rescale_iters(cfg, new_iters: int) -> None:
+    """Shrink an iteration-based cell (--quick): the loop, its schedule, GAN-MAE's warm-up."""
+    old = cfg.train_cfg.max_iters
+    cfg.train_cfg.max_iters = new_iters
+    if cfg.train_cfg.get('val_interval'):
+        cfg.train_cfg.val_interval = new_iters
+
+    def fix(schedulers):
+        if isinstance(schedulers, dict) and 'type' not in schedulers:
+            return {k: fix(v) for k, v in schedulers.items()}
+        for s in schedulers:
+            s['begin'] = int(round(s.get('begin', 0) * new_iters / old))
+            s['end'] = max(s['begin'] + 1, int(round(s.get('end', old) * new_iters / old)))
+            if 'T_max' in s:
+                s['T_max'] = s['end'] - s['begin']
+        return schedulers
+
+    if old and cfg.get('param_scheduler'):
+        cfg.param_scheduler = fix(cfg.param_scheduler)
+    if old and cfg.model.get('adv_warmup_iters'):
+        cfg.model.adv_warmup_iters = int(round(cfg.model.adv_warmup_iters * new_iters / old))
+    if new_iters:
+        cfg.default_hooks.checkpoint.interval = new_iters
+
+
+def prepare_stage(stage: dict, args, checkpoint=None) -> str:
+    """The stage's checked-in config with its seed (and --data-root / --quick edits) dumped
+    into its work dir: what tools/train.py runs."""
+    cfg = Config.fromfile(stage['config'])
+    cfg.randomness = dict(seed=stage['seed'], diff_rank_seed=True)
+    kind = stage['kind']
+    if kind == 'finetune' or kind == 'recipe':
+        cfg.model.backbone.init_cfg = None if checkpoint is None else dict(
+            type='Pretrained', checkpoint=checkpoint, prefix='backbone.')
+    loaders = [cfg.get(k) for k in ('train_dataloader', 'val_dataloader', 'test_dataloader')]
+    if args.data_root:
+        cfg.data_root = args.data_root
+        for loader in filter(None, loaders):
+            loader.dataset.data_root = args.data_root
+        for hook in cfg.get('custom_hooks', []):
+            for key in ('train_dataset', 'test_dataset', 'dataset'):
+                if key in hook:
+                    hook[key]['data_root'] = args.data_root
+    if args.quick:
+        for loader in filter(None, loaders):
+            loader.batch_size = QUICK['batch_size']
+            if loader.dataset.get('split') == 'test':
+                loader.dataset.indices = QUICK['test']
+        if kind in ('pretrain', 'supervised'):
+            if kind == 'pretrain':
+                cfg.train_dataloader.dataset.indices = QUICK['train']
+            else:
+                cfg.train_dataloader.dataset.label_fraction = QUICK['finetune_fraction']
+            old = cfg.train_cfg.max_iters
+            _rescale_iters(cfg, old and max(QUICK['min_iters'], round(old * QUICK['iter_scale'])))
+        else:
+            cfg.train_dataloader.dataset.label_fraction = QUICK['finetune_fraction']
+            set_epochs(cfg, QUICK['finetune_epochs'])
+            cfg.train_cfg.val_interval = QUICK['finetune_epochs']
+            cfg.default_hooks.checkpoint.interval = QUICK['finetune_epochs']
+        for hook in cfg.get('custom_hooks', []):
+            if hook.type == 'LinearProbeHook':
+                hook.update(max_train=QUICK['probe_train'], max_test=QUICK['probe_test'])
+            if hook.type == 'ReconstructionVisHook':
+                hook.num_images = 2
+        cfg.default_hooks.logger.interval = 1
+    os.makedirs(stage['work_dir'], exist_ok=True)
+    out = osp.join(stage['work_dir'], 'config.py')
+    cfg.dump(out)
+    return out
+
+
+def run_stage(stage: dict, args, checkpoint=None) -> dict:
+    """Run one stage (cached: a finished stage's result.json is read back, not rerun)."""
+    done = osp.join(stage['work_dir'], 'result.json')
+    if osp.exists(done):
+        with open(done) as f:
+            return dict(json.load(f), cached=True)
+    run = train(prepare_stage(stage, args, checkpoint), stage['work_dir'], args.amp)
+    result = dict(ok=run['ok'], seconds=round(run['seconds'], 1),
+                  config=osp.relpath(stage['config'], ROOT), seed=stage['seed'])
+    if not run['ok']:
+        result['error'] = f'failed, see {run["log"]}'
+        return result
+    if stage['kind'] in ('pretrain', 'random-init'):
+        with open(osp.join(stage['work_dir'], 'linear_probe.json')) as f:
+            probe = json.load(f)
+        result.update(knn=probe.get('knn_top1'), probe=probe.get('probe_top1'),
+                      linear_probe=probe['top1'], probe_s=probe['seconds'],
+                      pretrain_s=round(run['seconds'] - probe['seconds'], 1),
+                      iters=Config.fromfile(osp.join(stage['work_dir'], 'config.py')).train_cfg.get('max_iters'),
+                      checkpoint=last_checkpoint(stage['work_dir']))
+    else:
+        result['top1'] = last_accuracy(stage['work_dir'])
+    with open(done, 'w') as f:
+        json.dump(result, f, indent=2)
+    return result
+
+
+def plan_stages(args) -> list:
+    """Every stage of the grid in run order (seed-major: a stopped run has whole seeds)."""
+    g = GRIDS[args.grid]
+    cells = osp.join(BENCH_DIR, args.grid)
+    stages = []
+
+    def add(name, kind, config, seed, after=None):
+        stages.append(dict(name=name, kind=kind, config=config, seed=seed, after=after,
+                           work_dir=osp.abspath(osp.join(args.work_dir, name.split('/')[0],
+                                                         f'seed{seed}', name.split('/')[-1]))))
+
+    for seed in range(args.seeds):
+        for method in args.methods:
+            add(f'{method}/pretrain', 'pretrain', osp.join(cells, f'{method}.py'), seed)
+            add(f'{method}/finetune-10pct', 'finetune', osp.join(cells, 'finetune-10pct.py'), seed,
+                after=f'{method}/pretrain')
+        if {'mae', 'emae'} <= set(args.methods):
+            add('mae_equal-epochs/pretrain', 'pretrain', osp.join(cells, 'mae_equal-epochs.py'), seed)
+        if args.baselines:
+            add('random-init/pretrain', 'random-init', osp.join(cells, 'random-init.py'), seed)
+            add('random-init/finetune-10pct', 'finetune', osp.join(cells, 'finetune-10pct.py'),
+                seed, after='random-init/pretrain')
+            add('supervised/train', 'supervised', osp.join(cells, 'supervised.py'), seed)
+    if g['recipe'] and args.baselines:
+        add('recipe-mae/pretrain', 'pretrain', MAIN_JOB_CONFIG, 0)
+        add('recipe-mae/finetune', 'recipe', RECIPE_CONFIG, 0, after='recipe-mae/pretrain')
+        add('recipe-scratch/finetune', 'recipe', RECIPE_CONFIG, 0)
+    for s in stages:
+        s['cost'] = predicted_seconds(s, args)
+    return stages
+
+
+# Cost model (docs/benchmark.md): seconds of a stage on the 2-core AVX2 CPU in fp32 =
+# start-up + counted training FLOPs / TRAIN_RATE + frozen feature passes x 60.0.
+# Measured with --measure-costs on the AVX2 code path of 2 AMD EPYC AVX-512 cores, then
+# scaled by 2.0 (the reported AVX2 machine's MAE step time over ours, same config).
+CLASSIFIER_GFLOP = 30.91  # the classifier's iteration (--write-configs prints it)
+COST = dict(startup_s=15.0, train_gflops=12.0, feature_pass_s=292.0, avx2_factor=1.55)
+
+
+def predicted_seconds(stage: dict, args) -> float:
+    """Predicted seconds of ``stage`` on the AVX2 CPU in fp32 (also the ETA's weights):
+    the emulated-AVX2 seconds measured here divided by ``avx2_factor``."""
+    g = GRIDS[args.grid]
+    rate = COST['train_gflops'] * 1e9
+    kind, here = stage['kind'], 0.
+    if kind in ('pretrain', 'random-init'):
+        if stage['config'] == MAIN_JOB_CONFIG:
+            flops = 4 * 235 * 53.5e9
+        else:
+            flops = 0 if kind == 'random-init' else g['budget_tflop'] * 1e12
+            if 'equal-epochs' in stage['name']:
+                flops *= 0.25
+        here = flops / rate + COST['feature_pass_s']
+    elif kind == 'finetune':
+        ft_iters = g['finetune_epochs'] * math.ceil(PROTOCOL['finetune_fraction'] * N_TRAIN / BATCH)
+        here = ft_iters * CLASSIFIER_GFLOP * 1e9 / rate
+    elif kind == 'supervised':
+        here = (g['budget_tflop'] * 1e12) / rate * 1.1
+    else:  # the full-label recipe (GPU grid): 50 epochs of the main-job model
+        here = 50 * 235 * 2 * 53.5e9 / rate
+    return COST['startup_s'] + here / COST['avx2_factor']
+
+
+def fmt_eta(seconds: float) -> str:
+    return f'{seconds / 60:.0f} min' if seconds >= 60 else f'{seconds:.0f} s'
+
+
+def run_grid(args) -> dict:
+    stages = plan_stages(args)
+    results, start = {}, time.time()
+    total_pred = sum(s['cost'] for s in stages)
+    done_pred = 0.
+    print(f'== {len(stages)} stages, {args.seeds} seed(s), grid {args.grid}; predicted on the '
+          f'AVX2 CPU in fp32: {fmt_eta(total_pred)} (cost model, docs/benchmark.md)', flush=True)
+    for index, stage in enumerate(stages):
+        key = f'{stage["name"]}@{stage["seed"]}'
+        checkpoint = None
+        if stage['after']:
+            before = results.get(f'{stage["after"]}@{stage["seed"]}', {})
+            if not before.get('ok'):
+                results[key] = dict(ok=False, error=f'{stage["after"]} failed')
+                continue
+            checkpoint = before.get('checkpoint')
+        print(f'[{index + 1}/{len(stages)}] {stage["name"]} seed {stage["seed"]}: '
+              f'{osp.relpath(stage["config"], ROOT)}', flush=True)
+        results[key] = run_stage(stage, args, checkpoint)
+        r = results[key]
+        summary = ', '.join(f'{k}={r[k]}' for k in ('knn', 'linear_probe', 'top1', 'seconds')
+                            if r.get(k) is not None)
+        print(f'    {"cached: " if r.get("cached") else ""}{summary or r.get("error")}', flush=True)
+        done_pred += stage['cost']
+        elapsed = time.time() - start
+        left = total_pred - done_pred
+        measured = [s['cost'] for s in stages[:index + 1]
+                    if not results.get(f'{s["name"]}@{s["seed"]}', {}).get('cached')]
+        scale = elapsed / sum(measured) if measured and elapsed > 1 else 1.
+        print(f'== progress: {index + 1}/{len(stages)} stages, {fmt_eta(elapsed)} elapsed, ETA '
+              f'{fmt_eta(left * scale)}', flush=True)
+    return results
+
+
+# -------------------------------------------------------------------- reports
+def mean_std(values):
+    values = [v for v in values if v is not None]
+    if not values:
+        return None, None, 0
+    return (statistics.mean(values), statistics.stdev(values) if len(values) > 1 else None,
+            len(values))
+
+
+def cell(values, digits=2) -> str:
+    m, s, n = mean_std(values)
+    if m is None:
+        return '—'
+    return f'{m:.{digits}f}' + (f' ± {s:.{digits}f}' if s is not None else '') + \
+        ('' if n > 1 else ' (1 seed)')
+
+
+def verdict(a, b) -> str:
+    """``a`` against MAE's ``b``: a difference is called only where it exceeds the spread
+    (|mean difference| > std_a + std_b, i.e. the mean ± std ranges do not overlap)."""
+    (ma, sa, na), (mb, sb, nb) = mean_std(a), mean_std(b)
+    if ma is None or mb is None:
+        return '—'
+    if na < 2 or nb < 2:
+        return f'{ma - mb:+.2f} (1 seed: not called)'
+    diff = ma - mb
+    return f'{diff:+.2f} ' + ('(better)' if diff > sa + sb else '(worse)' if -diff > sa + sb
+                              else '(no difference)')
+
+
+PROTOCOLS = [('kNN', lambda r: r.get('knn')),
+             ('LP 1%', lambda r: (r.get('probe') or {}).get('0.01')),
+             ('LP 10%', lambda r: (r.get('probe') or {}).get('0.1')),
+             ('LP 100%', lambda r: r.get('linear_probe'))]
+
+
+def method_label(method: str) -> str:
+    if method == 'emae':
+        cfg = Config.fromfile(osp.join(CONFIG_DIR, METHODS['emae']))
+        k = cfg.model.masker.get('num_parts')
+        return f'EMAE (K={k}, target={cfg.model.consistency.get("target", "pairs")})'
+    return LABELS[method]
+
+
+def gather(results: dict, name: str, stage: str, seeds: int) -> list:
+    return [results.get(f'{name}/{stage}@{s}', {}) for s in range(seeds)]
+
+
+def write_report(path: str, results: dict, args, command: str, total_s: float) -> list:
+    n = args.seeds
+    rows = []
+    lines = [f'# Fashion-MNIST benchmark ({args.grid} grid{", --quick: smoke run, accuracies mean nothing" if args.quick else ""})',
+             '',
+             f'Equal compute: every method pre-trains for {GRIDS[args.grid]["budget_tflop"]} TFLOP of '
+             'counted training FLOPs (docs/benchmark.md). Mean ± std over '
+             f'{n} seed(s). Top-1 (%) on the 10k test images'
+             + (' (500 with --quick)' if args.quick else '') + '. kNN: k=20, cosine, '
+             'exp(sim/0.07) votes; LP: linear probe on 1/10/100% of the labels (fixed '
+             'class-balanced subsets); FT 10%: end-to-end fine-tune on the 10% subset.',
+             '',
+             '| method | iterations | pre-train time (min) | kNN | LP 1% | LP 10% | LP 100% | FT 10% |',
+             '|---|---:|---:|---:|---:|---:|---:|---:|']
+    names = list(args.methods) + (['random-init'] if args.baselines else [])
+    for name in names:
+        pre = gather(results, name, 'pretrain', n)
+        ft = gather(results, name, 'finetune-10pct', n)
+        row = dict(method=name, label=method_label(name) if name in METHODS else LABELS[name],
+                   iters=next((r.get('iters') for r in pre if r.get('iters') is not None), None),
+                   pretrain_min=[r['pretrain_s'] / 60 for r in pre if r.get('pretrain_s') is not None],
+                   finetune_10pct=[r.get('top1') for r in ft])
+        for label, get in PROTOCOLS:
+            row[label] = [get(r) for r in pre]
+        rows.append(row)
+        lines.append(f'| {row["label"]} | {row["iters"] if row["iters"] is not None else "—"} | '
+                     f'{cell(row["pretrain_min"], 1)} | ' +
+                     ' | '.join(cell(row[p]) for p, _ in PROTOCOLS) +
+                     f' | {cell(row["finetune_10pct"])} |')
+    if args.baselines:
+        sup = [r.get('top1') for r in gather(results, 'supervised', 'train', n)]
+        rows.append(dict(method='supervised', label=LABELS['supervised'], finetune_100pct=sup))
+        lines += ['', f'Supervised from scratch on 100% of the labels, the total compute of a '
+                  f'pre-trained row (configs/fashion_mnist/benchmark/{args.grid}/supervised.py): '
+                  f'top-1 {cell(sup)}.']
+    by_name = {r['method']: r for r in rows}
+    if 'mae' in by_name and len(rows) > 1:
+        lines += ['', '## Against MAE (difference of means; called only beyond the spread)', '',
+                  '| method | ' + ' | '.join(p for p, _ in PROTOCOLS) + ' | FT 10% |',
+                  '|---|' + '---:|' * (len(PROTOCOLS) + 1)]
+        for r in rows:
+            if r['method'] in ('mae', 'supervised'):
+                continue
+            lines.append(f'| {r["label"]} | ' + ' | '.join(
+                verdict(r[p], by_name['mae'][p]) for p, _ in PROTOCOLS) +
+                f' | {verdict(r["finetune_10pct"], by_name["mae"]["finetune_10pct"])} |')
+    eq = gather(results, 'mae_equal-epochs', 'pretrain', n)
+    if any(r.get('ok') for r in eq) and 'emae' in by_name:
+        emae = gather(results, 'emae', 'pretrain', n)
+        iters = next((r.get('iters') for r in emae if r.get('iters')), 0)
+        lines += ['', f'## Equal epochs ({iters * BATCH / N_TRAIN:.2f} epochs = {iters} iterations)',
+                  '', '| method | pre-train time (min) | ' + ' | '.join(p for p, _ in PROTOCOLS) + ' |',
+                  '|---|---:|' + '---:|' * len(PROTOCOLS)]
+        for label, rs in (('MAE', eq), (method_label('emae'), emae)):
+            lines.append(f'| {label} | {cell([r["pretrain_s"] / 60 for r in rs if r.get("pretrain_s")], 1)} | '
+                         + ' | '.join(cell([get(r) for r in rs]) for _, get in PROTOCOLS) + ' |')
+        rows.append(dict(method='mae_equal-epochs', label='MAE (equal epochs)',
+                         **{p: [get(r) for r in eq] for p, get in PROTOCOLS}))
+    rec = [results.get(f'{k}@0', {}) for k in ('recipe-mae/finetune', 'recipe-scratch/finetune')]
+    if any(r.get('ok') for r in rec):
+        lines += ['', '## Full-label fine-tune recipe (configs/fashion_mnist/benchmark/'
+                  'finetune-recipe_vit-mini-p4.py, main-job model)', '',
+                  f'- from MAE (mae_vit-mini-p4_4e.py, seed 0): {rec[0].get("top1")}%',
+                  f'- from scratch: {rec[1].get("top1")}%']
+    failed = [k for k, r in results.items() if not r.get('ok')]
+    lines += ['', f'Command: `{command}`', '',
+              f'Hardware: {hardware()}; precision: {amp_precision() if args.amp else "fp32"}. '
+              f'Whole run: {total_s / 60:.1f} min (cached stages not rerun).']
+    if failed:
+        lines += ['', 'Failed stages: ' + ', '.join(failed)]
+    with open(path, 'w') as f:
+        f.write('\n'.join(lines) + '\n')
+    return rows
+
+
+def write_plot(path: str, rows: list, args) -> bool:
+    try:
+        import matplotlib
+        matplotlib.use('Agg')
+        import matplotlib.pyplot as plt
+    except ImportError:
+        print('matplotlib is not installed: no plot (pip install matplotlib)')
+        return False
+    panels = [('kNN', 'kNN'), ('LP 10%', 'linear probe, 10% labels'), ('finetune_10pct', 'fine-tune, 10% labels')]
+    fig, axes = plt.subplots(1, 3, figsize=(13, 4.2))
+    for ax, (key, title) in zip(axes, panels):
+        for r in rows:
+            if key not in r or r['method'] == 'mae_equal-epochs':
+                continue
+            y_m, y_s, _ = mean_std(r[key])
+            x_m, x_s, _ = mean_std(r.get('pretrain_min') or [0.])
+            if y_m is None:
+                continue
+            ax.errorbar(x_m, y_m, yerr=y_s or 0, xerr=x_s or 0, fmt='o', capsize=3, label=r['label'])
+        ax.set_title(title, fontsize=10)
+        ax.grid(alpha=.3)
+        ax.set_xlabel('pre-training wall time (min)')
+    axes[0].legend(fontsize=7)
+    axes[0].set_ylabel('top-1 (%)')
+    return finish_plot(fig, axes[1], path, 'pre-training wall time (min)', '',
+                       'linear probe, 10% labels\n' f'Fashion-MNIST, equal compute ({GRIDS[args.grid]["budget_tflop"]} TFLOP)'
+                       + (' [--quick]' if args.quick else ''), fontsize=10)
+
+
+def amp_precision() -> str:
+    """What ``tools/train.py --amp`` runs in on this CPU, and why."""
+    from mmmim.utils.precision import cpu_bf16_decision
+    d = cpu_bf16_decision()
+    return ('bf16 autocast' if d.fast else 'fp32') + f' (tools/train.py --amp; {d.reason})'
+
+
+def hardware() -> str:
+    from mmmim.utils.precision import describe_cpu
+    return f'{describe_cpu()}, Python {platform.python_version()}'
+
+
+def finish_plot(fig, ax, path: str, xlabel: str, ylabel: str, title: str, **title_kw) -> bool:
+    """Label, grid and save a figure of the analysis tools (shared with main_job_curve)."""
+    import matplotlib.pyplot as plt
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title, **title_kw)
+    ax.grid(alpha=.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return True
+
+
 def set_epochs(cfg: Config, epochs: int) -> None:
     """Set ``train_cfg.max_epochs`` and stretch or cut the epoch-based lr schedules
     (ends at the old last epoch move to the new one; schedulers that would start
@@ -136,328 +796,126 @@ def set_epochs(cfg: Config, epochs: int) -> None:
         cfg.param_scheduler = fix(cfg.param_scheduler)
 
 
-def fmnist_dataset(cfg: Config, split: str, data_root, n=None) -> dict:
-    """A Fashion-MNIST dataset config without augmentation (for probes and tests)."""
-    ds = dict(type='FashionMNISTDataset', split=split, pipeline=[dict(type='PackInputs')],
-              data_root=data_root or cfg.get('data_root'))
-    if ds['data_root'] is None:
-        ds.pop('data_root')
-    if n is not None:
-        ds['indices'] = n
-    return ds
-
-
-def shrink_data(cfg: Config, args) -> None:
-    """Point every Fashion-MNIST dataset at ``--data-root`` and, with --quick, cut it."""
-    loaders = [cfg.get(k) for k in ('train_dataloader', 'val_dataloader', 'test_dataloader')]
-    for loader in filter(None, loaders):
-        if args.data_root:
-            loader.dataset.data_root = args.data_root
-        if args.quick:
-            train = loader.dataset.get('split') == 'train'
-            loader.dataset.indices = QUICK['train'] if train else QUICK['test']
-            loader.batch_size = QUICK['batch_size']
-    if args.data_root:
-        cfg.data_root = args.data_root
-    if args.quick:
-        cfg.default_hooks.logger.interval = 1
-
-
-def prepare_pretrain(path: str, args, work_dir: str) -> str:
-    cfg = Config.fromfile(path)
-    set_epochs(cfg, args.epochs)
-    shrink_data(cfg, args)
-    quick = args.quick
-    hooks = [h for h in cfg.get('custom_hooks', []) if h.get('type') != 'LinearProbeHook']
-    hooks.append(dict(type='LinearProbeHook',
-                      train_dataset=fmnist_dataset(cfg, 'train', args.data_root,
-                                                   QUICK['probe_train'] if quick else None),
-                      test_dataset=fmnist_dataset(cfg, 'test', args.data_root,
-                                                  QUICK['test'] if quick else None)))
-    cfg.custom_hooks = hooks
-    cfg.default_hooks.checkpoint = dict(type='CheckpointHook', interval=args.epochs, max_keep_ckpts=1)
-    out = osp.join(work_dir, 'pretrain_config.py')
-    cfg.dump(out)
-    return out
-
-
-def prepare_finetune(args, work_dir: str, checkpoint, epochs: int) -> str:
-    cfg = Config.fromfile(FINETUNE_CONFIG)
-    cfg.model.backbone.init_cfg = None if checkpoint is None else dict(
-        type='Pretrained', checkpoint=checkpoint, prefix='backbone.')
-    set_epochs(cfg, epochs)
-    shrink_data(cfg, args)
-    if not args.quick and args.finetune_train_size < 60000:
-        cfg.train_dataloader.dataset.indices = args.finetune_train_size
-    # fractions of an epoch (the warm-up) become iterations here, at least two (mmengine's
-    # LinearLR reaches its end factor one step before its end), so a small training set
-    # (--quick, --finetune-train-size) still warms up to the configured lr
-    n_train = cfg.train_dataloader.dataset.get('indices') or 60000
-    epoch_iters = -(-n_train // cfg.train_dataloader.batch_size)
-
-    def to_iters(epoch):
-        return 0 if epoch == 0 else max(2, round(epoch * epoch_iters))
-
-    epoch_based = [s for s in cfg.get('param_scheduler') or []
-                   if s.get('by_epoch', True) and s.get('convert_to_iter_based')]
-    if any(v != int(v) for s in epoch_based for v in (s.get('begin', 0), s.get('end', epochs))):
-        for s in epoch_based:
-            s.update(by_epoch=False, convert_to_iter_based=False,
-                     begin=to_iters(s.get('begin', 0)), end=to_iters(s.get('end', epochs)))
-    cfg.train_cfg.val_interval = epochs
-    cfg.default_hooks.checkpoint = dict(type='CheckpointHook', interval=epochs, max_keep_ckpts=1)
-    out = osp.join(work_dir, 'finetune_config.py')
-    cfg.dump(out)
-    return out
-
-
-# ----------------------------------------------------------------------- runs
-def train(config: str, work_dir: str, amp: bool = False) -> dict:
-    """tools/train.py in a subprocess; returns ok / seconds / log path."""
-    log = osp.join(work_dir, 'train.log')
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [ROOT, os.environ.get('PYTHONPATH')])))
-    cmd = [sys.executable, osp.join(ROOT, 'tools', 'train.py'), config, '--work-dir', work_dir]
-    if amp:
-        cmd.append('--amp')
-    start = time.time()
-    with open(log, 'w') as f:
-        rc = subprocess.call(cmd, stdout=f, stderr=subprocess.STDOUT, cwd=ROOT, env=env)
-    seconds = time.time() - start
-    if rc != 0:
-        with open(log) as f:
-            tail = ''.join(f.readlines()[-15:])
-        print(f'  FAILED (exit {rc}); last lines of {log}:\n{tail}', flush=True)
-    return dict(ok=rc == 0, seconds=seconds, log=log)
-
-
-def last_accuracy(work_dir: str):
-    logs = sorted(glob.glob(osp.join(work_dir, '*', 'vis_data', 'scalars.json')))
-    acc = None
-    if logs:
-        with open(logs[-1]) as f:
-            for line in f:
-                rec = json.loads(line)
-                if 'accuracy/top1' in rec:
-                    acc = rec['accuracy/top1']
-    return acc
-
-
-def last_checkpoint(work_dir: str):
-    marker = osp.join(work_dir, 'last_checkpoint')
-    if osp.exists(marker):
-        with open(marker) as f:
-            return f.read().strip()
-    found = sorted(glob.glob(osp.join(work_dir, 'epoch_*.pth')), key=osp.getmtime)
-    return found[-1] if found else None
-
-
-def random_init_probe(config: str, args) -> dict:
-    """Linear probe of the untrained encoder, exactly as LinearProbeHook does it."""
+# ------------------------------------------------------------------ cost inputs
+def measure_costs(args) -> dict:
+    """The cost model's inputs on this machine, fp32: seconds per 256-image training step
+    of every cell's model and of the main job's, and of a frozen feature pass per image.
+    Run it with the AVX2 code path (docs/cpus.md) for the AVX2 projection."""
     import torch
-    from mmengine.registry import init_default_scope
+    from mmengine.registry import DefaultScope
 
-    from mmengine.logging import MMLogger
-
-    import mmmim.datasets  # noqa: F401  (registers)
-    import mmmim.models  # noqa: F401
-    from mmmim.evaluation import extract_features, fit_linear_probe
+    from mmmim.evaluation import extract_features
     from mmmim.registry import DATASETS, MODELS
-    init_default_scope('mmmim')
-    MMLogger.get_instance('fmnist_benchmark', log_level='WARNING')  # no per-weight init log
-    cfg = Config.fromfile(config)
-    probe = next(h for h in cfg.custom_hooks if h['type'] == 'LinearProbeHook')
-    torch.manual_seed(0)
-    model = MODELS.build(cfg.model)
-    model.init_weights()
-    start = time.time()
-    train_set = extract_features(model, DATASETS.build(probe['train_dataset']),
-                                 probe.get('feature', 'cls+avg'))
-    test_set = extract_features(model, DATASETS.build(probe['test_dataset']),
-                                probe.get('feature', 'cls+avg'))
-    top1 = fit_linear_probe(*train_set, *test_set)
-    return dict(top1=round(top1, 2), seconds=round(time.time() - start, 1))
+    bench = _tools_benchmark()
+    DefaultScope.get_instance('fmnist-benchmark-costs', scope_name='mmmim')
+    from mmengine.dataset import default_collate
+    from mmmim.datasets.fashion_mnist import DEFAULT_ROOT, FashionMNISTDataset
+    root = args.data_root or DEFAULT_ROOT
+    def first_batch(**kw):
+        ds = FashionMNISTDataset(data_root=root, indices=BATCH, pipeline=[dict(type='PackInputs')], **kw)
+        return default_collate([ds[i] for i in range(len(ds))])
+
+    batch28, batch32 = first_batch(pad_to=None), first_batch()
+    out = dict(hardware=hardware(), capability=torch.backends.cpu.get_cpu_capability(),
+               steps=args.cost_steps, step_s={}, gflop={})
+    todo = [(m, grid_model(Config.fromfile(osp.join(CONFIG_DIR, f)).model.to_dict()),
+             Config.fromfile(osp.join(CONFIG_DIR, f)).optim_wrapper.to_dict(), batch28)
+            for m, f in METHODS.items() if m in args.methods]
+    ft = Config.fromfile(FINETUNE_CONFIG)
+    todo.append(('classifier', grid_model(ft.model.to_dict(), finetune=True),
+                 ft.optim_wrapper.to_dict(), batch28))
+    main = Config.fromfile(MAIN_JOB_CONFIG)
+    todo.append(('main-job MAE (32px, 4x4 patches)', main.model.to_dict(),
+                 main.optim_wrapper.to_dict(), batch32))
+    for name, model_cfg, optim, batch in todo:
+        if model_cfg['type'] == 'GANMAE':
+            model_cfg.update(adv_warmup_epochs=0, adv_warmup_iters=0)
+        torch.manual_seed(0)
+        b = bench.Bench(name, MODELS.build(model_cfg), optim, batch, 'cpu', False)
+        out['gflop'][name] = round(b.flops() / 1e9, 2)
+        b.step(record=False)
+        for _ in range(args.cost_steps):
+            b.step()
+        out['step_s'][name] = round(statistics.median(b.times), 3)
+        print(f'{name}: {out["step_s"][name]} s per 256-image step, {out["gflop"][name]} GFLOP '
+              f'({out["gflop"][name] / out["step_s"][name]:.1f} GFLOP/s)', flush=True)
+        if name == 'mae':
+            ds = DATASETS.build(dict(type='FashionMNISTDataset', data_root=root, pad_to=None,
+                                     split='test', pipeline=[dict(type='PackInputs')]))
+            t = time.perf_counter()
+            extract_features(b.model, ds, max_items=args.cost_images, precision='fp32', progress=None)
+            per = (time.perf_counter() - t) / args.cost_images
+            out['feature_pass_70k_s'] = round(per * 70000, 1)
+            print(f'frozen feature pass: {per * 1e3:.2f} ms per image, {per * 70000:.0f} s for '
+                  '70k images', flush=True)
+    print(json.dumps(out, indent=2))
+    return out
 
 
-def finetune(args, work_dir: str, checkpoint, epochs: int) -> dict:
-    os.makedirs(work_dir, exist_ok=True)
-    run = train(prepare_finetune(args, work_dir, checkpoint, epochs), work_dir, args.amp)
-    return dict(top1=last_accuracy(work_dir) if run['ok'] else None, epochs=epochs,
-                seconds=round(run['seconds'], 1))
-
-
-def run_method(method: str, config: str, args) -> dict:
-    work_dir = osp.abspath(osp.join(args.work_dir, method))
-    os.makedirs(work_dir, exist_ok=True)
-    result = dict(method=method, label=LABELS[method], config=osp.relpath(config, ROOT),
-                  epochs=args.epochs)
-    print(f'[{method}] pre-training {result["config"]} for {args.epochs} epoch(s)', flush=True)
-    run = train(prepare_pretrain(config, args, work_dir), work_dir, args.amp)
-    result['pretrain_total_s'] = round(run['seconds'], 1)
-    if not run['ok']:
-        result['error'] = f'pre-training failed, see {run["log"]}'
-        return result
-    probe_s = 0.
-    probe_file = osp.join(work_dir, 'linear_probe.json')
-    if osp.exists(probe_file):
-        with open(probe_file) as f:
-            probe = json.load(f)
-        result['linear_probe'], probe_s = probe['top1'], probe['seconds']
-    result['pretrain_s'] = round(run['seconds'] - probe_s, 1)
-    print(f'[{method}] {result["pretrain_s"]} s of training; linear probe '
-          f'{result.get("linear_probe")} %; fine-tuning {args.finetune_epochs} epoch(s)', flush=True)
-    ft = finetune(args, osp.join(work_dir, 'finetune'), last_checkpoint(work_dir),
-                  args.finetune_epochs)
-    result['finetune'], result['finetune_s'] = ft['top1'], ft['seconds']
-    print(f'[{method}] fine-tune top-1 {ft["top1"]} %', flush=True)
-    return result
-
-
-def run_baselines(args, probe_config) -> list:
-    rows = []
-    base = osp.abspath(osp.join(args.work_dir, 'baselines'))
-    os.makedirs(base, exist_ok=True)
-    print('[random init] linear probe of the untrained encoder; fine-tune from random weights',
-          flush=True)
-    row = dict(method='random-init', label='random init', epochs=0, pretrain_s=0.0)
-    if probe_config is not None:
-        row['linear_probe'] = random_init_probe(probe_config, args)['top1']
-    ft = finetune(args, osp.join(base, 'random-init_finetune'), None, args.finetune_epochs)
-    row['finetune'], row['finetune_s'] = ft['top1'], ft['seconds']
-    rows.append(row)
-    print(f'[supervised] from scratch for {args.scratch_epochs} epoch(s)', flush=True)
-    ft = finetune(args, osp.join(base, 'supervised'), None, args.scratch_epochs)
-    rows.append(dict(method='supervised', label=f'supervised from scratch ({args.scratch_epochs} ep)',
-                     epochs=0, pretrain_s=0.0, finetune=ft['top1'], finetune_s=ft['seconds']))
-    return rows
-
-
-# -------------------------------------------------------------------- reports
-def amp_precision() -> str:
-    """What ``tools/train.py --amp`` runs in on this CPU, and why."""
-    from mmmim.utils.precision import cpu_bf16_decision
-    d = cpu_bf16_decision()
-    return ('bf16 autocast' if d.fast else 'fp32') + f' (tools/train.py --amp; {d.reason})'
-
-
-def hardware() -> str:
-    from mmmim.utils.precision import describe_cpu
-    return f'{describe_cpu()}, Python {platform.python_version()}'
-
-
-def fmt(value, digits=1):
-    return '—' if value is None else f'{value:.{digits}f}'
-
-
-def write_markdown(path: str, rows: list, skipped: dict, args, command: str, total_s: float):
-    lines = [
-        f'# Fashion-MNIST: pre-training methods at {args.epochs} epoch(s)',
-        '',
-        'Encoder: ViT "mini" (128-d, 6 blocks, 4 heads, patch 4, 32x32 grey). Linear probe: '
-        'logistic regression on frozen cls+avg features (LinearProbeHook). Fine-tune: '
-        f'configs/fashion_mnist/finetune_vit-mini-p4.py for {args.finetune_epochs} epoch(s) on '
-        f'{"the quick subset" if args.quick else f"{min(args.finetune_train_size, 60000)} training images"}. '
-        'Top-1 on the 10k test images' + (' (--quick: 256 test images; meaningless)' if args.quick else '')
-        + '. Training precision: ' + (amp_precision() if args.amp else 'fp32') + '.',
-        '',
-        '| method | pre-train epochs | pre-train time (s) | linear probe top-1 (%) | '
-        'fine-tune top-1 (%) | fine-tune time (s) |',
-        '|---|---:|---:|---:|---:|---:|',
-    ]
-    for r in rows:
-        label = r['label'] + (f' ({r["error"]})' if r.get('error') else '')
-        lines.append(f'| {label} | {r.get("epochs", 0)} | {fmt(r.get("pretrain_s"))} | '
-                     f'{fmt(r.get("linear_probe"), 2)} | {fmt(r.get("finetune"), 2)} | '
-                     f'{fmt(r.get("finetune_s"))} |')
-    lines += ['']
-    for method, why in skipped.items():
-        lines.append(f'- {LABELS[method]}: skipped, {why}')
-    lines += [
-        '',
-        f'Command: `{command}`',
-        '',
-        f'Hardware: {hardware()}. Whole run: {total_s / 60:.1f} min.',
-        '',
-        'Pre-training time: wall time of the tools/train.py process, start-up included and '
-        'the final linear probe excluded; the plot puts each method\'s accuracies at that time.',
-    ]
-    with open(path, 'w') as f:
-        f.write('\n'.join(lines) + '\n')
-
-
-def write_plot(path: str, rows: list, args) -> bool:
-    try:
-        import matplotlib
-        matplotlib.use('Agg')
-        import matplotlib.pyplot as plt
-    except ImportError:
-        print('matplotlib is not installed: no plot (pip install matplotlib)')
-        return False
-    fig, ax = plt.subplots(figsize=(7, 4.5))
-    for r in rows:
-        if r['method'] == 'supervised':
-            if r.get('finetune') is not None:
-                ax.axhline(r['finetune'], color='grey', ls='--', lw=1, label=r['label'])
-            continue
-        x = r.get('pretrain_s', 0) / 60
-        line = None
-        if r.get('linear_probe') is not None:
-            line, = ax.plot(x, r['linear_probe'], 'o', ms=8, label=f'{r["label"]}: linear probe')
-        if r.get('finetune') is not None:
-            kw = dict(color=line.get_color()) if line is not None else {}
-            ax.plot(x, r['finetune'], 's', ms=8, mfc='none', mew=2, label=f'{r["label"]}: fine-tune', **kw)
-    ax.legend(fontsize=7, loc='lower right', ncol=2)
-    return finish_plot(fig, ax, path, 'pre-training wall time (min)',
-                       'top-1 on Fashion-MNIST test (%)',
-                       f'Fashion-MNIST, ViT-mini, {args.epochs} pre-training epoch(s)'
-                       + (' [--quick]' if args.quick else ''))
-
-
-def finish_plot(fig, ax, path: str, xlabel: str, ylabel: str, title: str, **title_kw) -> bool:
-    """Label, grid and save a figure of the analysis tools (shared with main_job_curve)."""
-    import matplotlib.pyplot as plt
-    ax.set_xlabel(xlabel)
-    ax.set_ylabel(ylabel)
-    ax.set_title(title, **title_kw)
-    ax.grid(alpha=.3)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return True
+# ----------------------------------------------------------------------- main
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    parser.add_argument('--device', choices=['cpu', 'cuda'], default='cpu',
+                        help='cpu: the CPU grid; cuda: the GPU grid (more compute, 3 seeds, '
+                             'the full-label fine-tune recipe)')
+    parser.add_argument('--grid', choices=list(GRIDS), default=None,
+                        help='override the grid the device picks')
+    parser.add_argument('--seeds', type=int, default=None, help='pre-training seeds (default: the grid\'s)')
+    parser.add_argument('--methods', default=','.join(METHODS),
+                        help=f'comma-separated subset of {",".join(METHODS)}')
+    parser.add_argument('--work-dir', default=None,
+                        help='default work_dirs/fmnist_benchmark/<grid>[_quick]')
+    parser.add_argument('--data-root', default=None, help='Fashion-MNIST folder')
+    parser.add_argument('--no-baselines', dest='baselines', action='store_false',
+                        help='skip random init and supervised from scratch')
+    parser.add_argument('--fp32', dest='amp', action='store_false',
+                        help='fp32 everywhere (default: tools/train.py --amp: bf16 on a CPU with '
+                             'native bf16, fp32 elsewhere, e.g. AVX2; fp16 on CUDA)')
+    parser.add_argument('--quick', action='store_true', help='smoke run (minutes): tiny data, '
+                        'iterations and epochs; 1 seed; the accuracies mean nothing')
+    parser.add_argument('--write-configs', action='store_true',
+                        help='count the FLOPs and write the cell configs, then stop')
+    parser.add_argument('--measure-costs', action='store_true',
+                        help='time the cost model\'s inputs on this machine (fp32), then stop')
+    parser.add_argument('--cost-steps', type=int, default=3)
+    parser.add_argument('--cost-images', type=int, default=2000)
+    args = parser.parse_args(argv)
+    args.grid = args.grid or ('gpu' if args.device == 'cuda' else 'cpu')
+    args.seeds = args.seeds or (1 if args.quick else GRIDS[args.grid]['seeds'])
+    args.methods = [m.strip() for m in args.methods.split(',') if m.strip()]
+    unknown = [m for m in args.methods if m not in METHODS]
+    if unknown:
+        parser.error(f'unknown method(s) {unknown}; choose from {list(METHODS)}')
+    if args.seeds < 1:
+        parser.error('--seeds must be >= 1')
+    args.work_dir = args.work_dir or osp.join(
+        'work_dirs', 'fmnist_benchmark', args.grid + ('_quick' if args.quick else ''))
+    return args
 
 
 def main(argv=None):
     args = parse_args(argv)
+    if args.write_configs:
+        return write_configs(args.data_root)
+    if args.measure_costs:
+        return measure_costs(args)
+    if args.device == 'cuda':
+        import torch
+        if not torch.cuda.is_available():
+            raise SystemExit('--device cuda: no CUDA device is visible; run the CPU grid '
+                             '(--device cpu) or check CUDA_VISIBLE_DEVICES')
     command = 'python tools/analysis/fmnist_benchmark.py ' + ' '.join(
         sys.argv[1:] if argv is None else argv)
     os.makedirs(args.work_dir, exist_ok=True)
-    if not osp.exists(FINETUNE_CONFIG):
-        raise FileNotFoundError(f'{FINETUNE_CONFIG} is missing; the fine-tune step needs it')
     start = time.time()
-    rows, skipped = [], {}
-    probe_config = None
-    for index, method in enumerate(args.methods):
-        if index:  # progress: methods done, elapsed, and an ETA from their average
-            done = time.time() - start
-            left = done / index * (len(args.methods) - index)
-            print(f'== progress: {index}/{len(args.methods)} methods in {done / 60:.1f} min; '
-                  f'about {left / 60:.0f} min to go before the baselines', flush=True)
-        config = find_config(method)
-        if config is None:
-            skipped[method] = (f'no config matching {METHODS[method]} in '
-                               f'{osp.relpath(CONFIG_DIR, ROOT)}')
-            print(f'[{method}] {skipped[method]}', flush=True)
-            continue
-        rows.append(run_method(method, config, args))
-        if probe_config is None and 'error' not in rows[-1]:
-            probe_config = osp.join(args.work_dir, method, 'pretrain_config.py')
-    if not args.no_baselines:
-        rows += run_baselines(args, probe_config)
+    results = run_grid(args)
     total = time.time() - start
-    with open(osp.join(args.work_dir, 'results.json'), 'w') as f:
-        json.dump(dict(rows=rows, skipped=skipped, args=vars(args), hardware=hardware(),
-                       total_s=round(total, 1)), f, indent=2)
     md = osp.join(args.work_dir, 'results.md')
-    write_markdown(md, rows, skipped, args, command, total)
+    rows = write_report(md, results, args, command, total)
+    with open(osp.join(args.work_dir, 'results.json'), 'w') as f:
+        json.dump(dict(rows=rows, stages=results, args=vars(args), hardware=hardware(),
+                       grid=GRIDS[args.grid], protocol=PROTOCOL, total_s=round(total, 1)),
+                  f, indent=2)
     write_plot(osp.join(args.work_dir, 'accuracy_vs_time.png'), rows, args)
     with open(md) as f:
         print(f.read())
