@@ -18,7 +18,8 @@ mmpretrain's MAE (same architecture, batch, mask ratio and precision) runs alter
 with ours, so both see the same machine state, and the ratio is printed.
 
 ``--compile-blocks`` sets ``compile_blocks=True`` on our backbone and decoder (each
-transformer layer ``torch.compile``-d in place; the compared model is left as it is).
+transformer layer ``torch.compile``-d in place), also in a compared mmmim config
+(``--compare OTHER_CONFIG``); mmpretrain's model is left as it is.
 ``--pin-memory`` hands the step a batch in page-locked memory, as a data loader with
 ``pin_memory=True`` does, so the host-to-device copy is not timed as a pageable one.
 ``--profile N`` runs ``torch.profiler`` over N more steps of our model and prints the
@@ -61,7 +62,8 @@ def parse_args():
     p.add_argument('--compile', action='store_true', help='torch.compile the model')
     p.add_argument('--compile-blocks', action='store_true',
                    help='torch.compile each transformer layer of our backbone and decoder '
-                        '(compile_blocks=True); the compared model is not changed')
+                        '(compile_blocks=True), and of a compared mmmim config; mmpretrain\'s '
+                        'model is not changed')
     p.add_argument('--pin-memory', action='store_true',
                    help='page-locked input batch (as a DataLoader with pin_memory=True); CUDA only')
     p.add_argument('--profile', type=int, default=0, metavar='N',
@@ -73,7 +75,8 @@ def parse_args():
                         "per-tensor loop, foreach, or fused")
     p.add_argument('--img-size', type=int, default=None, help='override the input size')
     p.add_argument('--cfg-options', nargs='+', action=DictAction, default={},
-                   help='key=value overrides, as in tools/train.py')
+                   help='key=value overrides, as in tools/train.py (applied to a --compare '
+                        'config too, as is --img-size)')
     return p.parse_args()
 
 
@@ -110,6 +113,13 @@ def profile_steps(bench, steps, rows):
     counts = ', '.join(f'{name} {copies[name].count / steps:g}' if name in copies else f'{name} 0'
                        for name in COPY_OPS)
     print(f'copy-type operators per step: {counts}; their self {unit} time: {100 * share:.1f}%')
+
+
+def set_compile_blocks(cfg):
+    """``compile_blocks=True`` on the backbone and the decoder of an mmmim config."""
+    cfg.model.backbone.compile_blocks = True
+    if cfg.model.get('neck') is not None:
+        cfg.model.neck.compile_blocks = True
 
 
 def optim_cfg(cfg_optim, amp, device, adamw):
@@ -221,15 +231,19 @@ def main():
     from mmengine.registry import DefaultScope
 
     from mmmim.registry import MODELS
-    cfg = Config.fromfile(args.config)
-    if args.cfg_options:
-        cfg.merge_from_dict(args.cfg_options)
-    if args.img_size:
-        cfg.model.backbone.img_size = args.img_size
-    if args.compile_blocks:
-        cfg.model.backbone.compile_blocks = True
-        if cfg.model.get('neck') is not None:
-            cfg.model.neck.compile_blocks = True
+    def load(path):
+        """A config with the command line's overrides (also used for --compare CONFIG,
+        so that an architecture override applies to both sides)."""
+        cfg = Config.fromfile(path)
+        if args.cfg_options:
+            cfg.merge_from_dict(args.cfg_options)
+        if args.img_size:
+            cfg.model.backbone.img_size = args.img_size
+        if args.compile_blocks:
+            set_compile_blocks(cfg)
+        return cfg
+
+    cfg = load(args.config)
     DefaultScope.get_instance('benchmark', scope_name=cfg.get('default_scope', 'mmmim'))
     torch.manual_seed(0)
     device = args.device
@@ -256,7 +270,7 @@ def main():
         theirs = mmpretrain_mae(ours)
         benches.append(Bench('mmpretrain', theirs, ocfg, batch, device, args.compile))
     elif args.compare:
-        other_cfg = Config.fromfile(args.compare)
+        other_cfg = load(args.compare)
         other = MODELS.build(copy.deepcopy(other_cfg.model))
         other_views = other.masker.num_views
         if (args.batch_size * views) % other_views:
