@@ -341,3 +341,34 @@ def test_masker_the_algorithm_cannot_use_is_named():
         MODELS.build(tiny_cfg(masker=dict(type='ParallelMasker', num_parts=4)))
     with pytest.raises(ValueError, match='EMAE needs several views.*ParallelMasker'):
         MODELS.build(tiny_cfg(type='EMAE', masker=dict(type='RandomMasker', ratio=0.75)))
+
+
+def test_nan_guard_skips_on_every_rank_when_one_shard_is_bad(monkeypatch):
+    """Under FSDP a rank sees only its gradient shard: a non-finite value on another
+    rank's shard must skip this rank's step too (the ranks agree through all_reduce)."""
+    from types import SimpleNamespace
+
+    from mmengine.optim import OptimWrapper
+
+    import mmmim.engine.hooks.nan_guard as nan_guard
+    layer = torch.nn.Linear(2, 1)
+    wrapper = OptimWrapper(torch.optim.SGD(layer.parameters(), lr=0.1))
+    runner = SimpleNamespace(model=layer, optim_wrapper=wrapper, iter=0,
+                             message_hub=SimpleNamespace(update_info=lambda *a: None))
+    other_rank_bad = {'value': 1.}
+
+    def fake_all_reduce(tensor, op='sum'):
+        assert op == 'max'
+        tensor.fill_(max(tensor.item(), other_rank_bad['value']))
+    monkeypatch.setattr(nan_guard, 'get_dist_info', lambda: (0, 2))
+    monkeypatch.setattr(nan_guard, 'all_reduce', fake_all_reduce)
+    guard = NaNGuardHook(max_consecutive=0)
+    guard.before_train(runner)
+    for bad_elsewhere, expect_step in ((1., False), (0., True)):
+        other_rank_bad['value'] = bad_elsewhere
+        guard.before_train_iter(runner, 0)
+        before = layer.weight.detach().clone()
+        wrapper.update_params(layer(torch.ones(1, 2)).sum())   # finite on this rank
+        assert torch.equal(layer.weight, before) != expect_step
+        guard.after_train_iter(runner, 0, outputs={})
+    assert guard.total == 1

@@ -100,7 +100,14 @@ class NaNGuardHook(Hook):
             bad_loss = self._bad_loss.pop(name, False)
             if self._has_scaler(wrapper):
                 return step(**kwargs)  # the loss scaler skips non-finite gradients itself
-            if bad_loss or (self.check_grads and self._bad_grads(wrapper)):
+            bad = bad_loss or (self.check_grads and self._bad_grads(wrapper))
+            if get_dist_info()[1] > 1:
+                # Under FSDP each rank holds only its shard of the gradients, so a
+                # non-finite value may show on some ranks only: skip on every rank or none.
+                flag = torch.tensor(float(bad))
+                all_reduce(flag, op='max')
+                bad = bool(flag.item())
+            if bad:
                 self._skipped.append(name)
                 return None
             return step(**kwargs)
