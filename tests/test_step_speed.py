@@ -18,7 +18,7 @@ from mmmim.models.layers import Attention, TransformerLayer
 from mmmim.models.maskers.plan import MaskPlan
 from mmmim.models.necks.mae_decoder import MAEDecoder
 
-from conftest import build_tiny
+from conftest import build_tiny, load_tool
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 
@@ -203,3 +203,17 @@ def test_benchmark_profile_and_new_flags():
          '--device', 'cpu', '--pin-memory', '--steps', '1'], cwd=REPO, env=env,
         capture_output=True, text=True, timeout=600)
     assert proc.returncode != 0 and 'pin-memory' in proc.stderr
+
+
+def test_benchmark_counts_the_same_flops_for_compiled_blocks():
+    """MFU's numerator is the model's FLOPs: compiling the blocks must not change it."""
+    bench_tool = load_tool('tools/benchmark.py')
+    ocfg = dict(type='OptimWrapper', optimizer=dict(type='AdamW', lr=1e-3))
+    batch = bench_tool.synthetic_batch(None, 2, 32, 1)
+    counts = []
+    for compiled in (False, True):
+        model = build_tiny(backbone=dict(compile_blocks=compiled),
+                           neck=dict(compile_blocks=compiled))
+        counts.append(bench_tool.Bench('m', model, ocfg, batch, 'cpu', False).flops())
+    assert counts[0] > 0
+    assert counts[1] == counts[0]

@@ -203,7 +203,10 @@ class Bench:
         """Model FLOPs of one step (forward + backward), counted in fp32.
 
         Counting outside the precision context makes the count identical for every
-        precision and attention kernel, so MFU compares like with like.
+        precision and attention kernel, so MFU compares like with like. Compiled code
+        (``--compile``, ``--compile-blocks``) counts the same: torch.compile runs frames
+        eagerly while a dispatch mode such as the counter is active
+        (``tests/test_step_speed.py`` checks the equality).
         """
         from mmengine.model import BaseModel
         from torch.utils.flop_counter import FlopCounterMode

@@ -110,26 +110,31 @@ def compile_blocks(blocks, option, owner: str) -> bool:
     state dict keys stay as they are (no ``_orig_mod.`` prefix) and activation
     checkpointing still wraps each block.
 
-    ``option``: False (default: eager), True (``torch.compile`` defaults: inductor), or a
-    dict of ``torch.compile`` keyword arguments (``mode``, ``dynamic``, ``fullgraph``,
-    ``backend``, ``options``). Why per block rather than the whole model: the masker, the
-    gathers and the loss around the blocks change shape or draw random numbers, which
-    breaks a whole-model graph; a block is one static graph that inductor fuses (the
-    LayerNorms with the dtype casts around them under autocast, bias + GELU, the
-    residual adds), and every block of a stack shares it. The first step compiles (tens
-    of seconds on a GPU); a new sequence length (another mask ratio) compiles again.
+    ``option``: False (default: eager), True (inductor with ``dynamic=False``), or a dict
+    of ``torch.compile`` keyword arguments (``mode``, ``dynamic``, ``fullgraph``,
+    ``backend``, ``options``; ``dynamic`` defaults to False). Static shapes: the encoder's
+    and the decoder's layers each get a graph specialised to their sequence length and
+    width, instead of one dynamic-shape graph after the first shape change.
+
+    Why per block rather than the whole model: the masker, the gathers and the loss
+    around the blocks change shape or draw random numbers, which breaks a whole-model
+    graph; a block is one static graph that inductor fuses (the LayerNorms with the
+    dtype casts around them under autocast, bias + GELU, the residual adds), and every
+    block of a stack shares it. The first step compiles (tens
+    of seconds on a GPU); a new sequence length (another mask ratio) compiles again, and
+    past torch's recompile limit (8 per function) the layer runs eagerly, with a warning.
     Returns whether the blocks were compiled.
     """
     if option is None or option is False:
         return False
     if option is True:
-        kwargs = {}
+        kwargs = dict(dynamic=False)
     elif isinstance(option, dict):
         unknown = sorted(set(option) - set(_COMPILE_KEYS))
         if unknown:
             raise ValueError(f'{owner}: compile_blocks has unknown keys {unknown}; use True or '
                              f'a dict of torch.compile arguments from {list(_COMPILE_KEYS)}')
-        kwargs = dict(option)
+        kwargs = dict(dict(dynamic=False), **option)
     else:
         raise ValueError(f'{owner}: compile_blocks={option!r}; use False, True or a dict of '
                          f'torch.compile arguments ({", ".join(_COMPILE_KEYS)})')
