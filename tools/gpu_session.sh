@@ -56,12 +56,14 @@ if [ "$DRY" = 1 ]; then
   TINY=(model.backbone.arch=small model.backbone.patch_size=8 model.neck.decoder_depth=1)
   PIN=()
   GAN=(--tiny --steps 1 --warmup 0 --amp bf16 --device cpu --batch-size "$BS_G")
+  E2E=(--images 48 --batch-size 8 --iters 2 --workers 1 --device cpu --tiny)
 else
   BS=512; BS_E=128; BS_G=128
   COMMON=(--steps 10 --warmup 3 --amp bf16)
   TINY=()
   PIN=(--pin-memory)
   GAN=("$G" --amp bf16 --batch-size "$BS_G" --steps 5 --warmup 2)
+  E2E=(--images 3072 --iters 12 --workers 14)
 fi
 
 declare -a NAMES=() LOGS=() STATUS=()
@@ -106,9 +108,11 @@ run b16_cp_off 60 "$PY" tools/benchmark.py "$B" --batch-size "$BS" "${COMMON[@]}
   "${NOOPT[@]}"
 run b16_cp_on 60 "$PY" tools/benchmark.py "$B" --batch-size "$BS" "${COMMON[@]}" "${PIN[@]}" \
   "${CP_ON[@]}"
-# 7. the input pipeline end to end (to be filled in)
-# INPUT_PIPELINE_E2E
-run input_pipeline 60 "$PY" tools/analysis/data_throughput.py --help
+# 7. the input pipeline end to end (#20 item 4): sustained training img/s from JPEG files with
+#    each input path against the synthetic step rate, and cores per GPU; a reduced run here
+#    (the full one, `python tools/analysis/gpu_input_e2e.py`, takes 4-7 min on its own)
+run input_pipeline 180 "$PY" tools/analysis/gpu_input_e2e.py "${E2E[@]}" \
+  --json "$OUTDIR/input_pipeline.json"
 # 8. if time is left: ViT-L/16 eager, for the eager-vs-compiled comparison at L
 run l16_eager 120 "$PY" tools/benchmark.py "$L" --batch-size "$BS" "${COMMON[@]}" "${PIN[@]}" \
   --compare mmpretrain "${NOOPT[@]}"
@@ -129,6 +133,11 @@ field() {  # field LOG REGEX: first capture group of the first matching line
         "$(grep -E '^(MAE|adversarial|combined|two-stage)' "$log" 2>/dev/null |
            awk '{name = substr($0, 1, 22); sub(/ +$/, "", name)
                  printf "%s: MFU %s (%s x MAE); ", name, $(NF-1), $NF}')"
+      continue
+    fi
+    if [ "$n" = input_pipeline ]; then  # its own table: img/s per path vs the step rate
+      printf '%-15s %s\n' "$n" "${STATUS[$i]}"
+      tail -n 6 "$log" 2>/dev/null | sed 's/^/    /'
       continue
     fi
     ips=$(field "$log" '^ *mmmim: .* ([0-9.]+) img\/s .*')
