@@ -38,9 +38,11 @@ def test_checked_in_cells_are_the_formula_applied_to_counted_flops():
     assert 3 < flops['emae'] / flops['mae'] < 5 and 3 < flops['gan-mae'] / flops['mae'] < 5
 
 
-def test_cells_schedule_their_own_iterations():
+@pytest.mark.parametrize('grid', list(bench.GRIDS))
+def test_cells_schedule_their_own_iterations(grid):
+    # the gpu cells inherit the cpu cells: only the budget may differ, and it must
     for method in bench.METHODS:
-        cfg = Config.fromfile(osp.join(bench.BENCH_DIR, 'cpu', f'{method}.py'))
+        cfg = Config.fromfile(osp.join(bench.BENCH_DIR, grid, f'{method}.py'))
         iters = cfg.train_cfg.max_iters
         assert cfg.train_cfg.type == 'IterBasedTrainLoop' and 'max_epochs' not in cfg.train_cfg
         scheds = cfg.param_scheduler

@@ -9,6 +9,13 @@
 _base_ = ['../../finetune_vit-mini-p4.py']
 max_epochs = 3
 checkpoint = 'work_dirs/fmnist_benchmark/cpu/mae/seed0/pretrain/last.pth'
+param_scheduler = [
+    dict(type='LinearLR', start_factor=1e-3, by_epoch=True, begin=0, end=max_epochs / 10,
+         convert_to_iter_based=True),
+    dict(type='CosineAnnealingLR', eta_min=1e-6, by_epoch=True, begin=max_epochs / 10,
+         end=max_epochs, convert_to_iter_based=True),
+]
+train_cfg = dict(max_epochs=max_epochs, val_interval=max_epochs)
 model = {'data_preprocessor': {'mean': [72.94], 'std': [90.02]},
  'backbone': {'img_size': 28,
               'patch_size': 7,
@@ -22,11 +29,4 @@ train_dataloader = dict(dataset=dict(
     pad_to=None, label_fraction=0.1, subset_seed=0, pipeline=train_pipeline))
 val_dataloader = dict(dataset=dict(pad_to=None))
 test_dataloader = val_dataloader
-param_scheduler = [
-    dict(type='LinearLR', start_factor=1e-3, by_epoch=True, begin=0, end=max_epochs / 10,
-         convert_to_iter_based=True),
-    dict(type='CosineAnnealingLR', eta_min=1e-6, by_epoch=True, begin=max_epochs / 10,
-         end=max_epochs, convert_to_iter_based=True),
-]
-train_cfg = dict(max_epochs=max_epochs, val_interval=max_epochs)
 default_hooks = dict(checkpoint=dict(interval=max_epochs, max_keep_ckpts=1))

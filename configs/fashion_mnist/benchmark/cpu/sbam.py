@@ -3,38 +3,15 @@
 # up to date: rerun the command after changing either). A cell of the Fashion-MNIST
 # benchmark, docs/benchmark.md. SBAM (cpu grid): 330 iterations x 15.16 GFLOP = 5.00 TFLOP of training (budget 5.0 TFLOP).
 #   python tools/train.py configs/fashion_mnist/benchmark/cpu/sbam.py --cfg-options randomness.seed=1
-_base_ = ['../../sbam_vit-mini-p4_4e.py']
+_base_ = ['../../sbam_vit-mini-p4_4e.py', '../grid_28px-p7.py']
+model = _base_.grid.model
+train_dataloader = _base_.grid.train_dataloader
+probe_train, probe_test = _base_.grid.probe_train, _base_.grid.probe_test
+custom_hooks = [_base_.grid.probe_hook]
+log_processor = _base_.grid.log_processor
 max_iters = 330
-model = {'data_preprocessor': {'mean': [72.94], 'std': [90.02]},
- 'backbone': {'img_size': 28, 'patch_size': 7}}
-train_dataloader = {'dataset': {'pad_to': None,
-             'pipeline': [{'type': 'RandomResizedCrop',
-                           'scale': 28,
-                           'crop_ratio_range': (0.5, 1.0),
-                           'aspect_ratio_range': (0.75, 1.3333333333333333),
-                           'backend': 'cv2',
-                           'interpolation': 'bicubic'},
-                          {'type': 'RandomFlip', 'prob': 0.5},
-                          {'type': 'PackInputs'}]}}
-probe_train = {'type': 'FashionMNISTDataset',
- 'data_root': '/usr/share/datasets/fashion-mnist',
- 'split': 'train',
- 'pad_to': None,
- 'pipeline': [{'type': 'PackInputs'}]}
-probe_test = {'type': 'FashionMNISTDataset',
- 'data_root': '/usr/share/datasets/fashion-mnist',
- 'split': 'test',
- 'pad_to': None,
- 'pipeline': [{'type': 'PackInputs'}]}
-custom_hooks = [{'type': 'LinearProbeHook',
-  'train_dataset': probe_train,
-  'test_dataset': probe_test,
-  'knn': {'k': 20, 'temperature': 0.07},
-  'label_fractions': (0.01, 0.1, 1.0),
-  'subset_seed': 0}]
-train_cfg = dict(_delete_=True, type='IterBasedTrainLoop', max_iters=max_iters)
+train_cfg = dict(_base_.grid.train_cfg, max_iters=max_iters)
+default_hooks = dict(logger=_base_.grid.logger,
+                     checkpoint=dict(_base_.grid.checkpoint, interval=max_iters))
 param_scheduler = [{'type': 'LinearLR', 'start_factor': 0.001, 'by_epoch': False, 'begin': 0, 'end': 82},
  {'type': 'CosineAnnealingLR', 'by_epoch': False, 'begin': 82, 'end': 330}]
-default_hooks = dict(logger=dict(interval=50), checkpoint=dict(
-    interval=max_iters, by_epoch=False, max_keep_ckpts=1))
-log_processor = dict(by_epoch=False)
