@@ -118,3 +118,23 @@ def test_methods_are_the_default_configs_only():
     assert len(pre) == 2 * (len(bench.METHODS) + 1)  # + MAE at equal epochs
     assert {s['seed'] for s in stages} == {0, 1}
     assert len({s['work_dir'] for s in stages}) == len(stages)  # every stage cached apart
+
+
+def test_quick_is_a_small_smoke_run_of_every_row(tmp_path):
+    args = bench.parse_args(['--quick', '--work-dir', str(tmp_path)])
+    stages = bench.plan_stages(args)
+    assert {s['seed'] for s in stages} == {0}
+    assert {s['name'].split('/')[0] for s in stages} == set(bench.METHODS) | {'random-init', 'supervised'}
+    for stage in stages:
+        cfg = Config.fromfile(bench.prepare_stage(stage, args))
+        if stage['kind'] in ('pretrain', 'supervised'):
+            assert cfg.train_cfg.max_iters == bench.QUICK['iters']
+            scheds = cfg.param_scheduler
+            for lst in (scheds.values() if isinstance(scheds, dict) else [scheds]):
+                assert max(s['end'] for s in lst) == bench.QUICK['iters']
+        for hook in cfg.get('custom_hooks', []):
+            if hook.type == 'LinearProbeHook':
+                assert (hook.max_train, hook.max_test) == (bench.QUICK['probe_train'],
+                                                           bench.QUICK['probe_test'])
+        if stage['name'] == 'gan-mae/pretrain':
+            assert 0 < cfg.model.adv_warmup_iters < bench.QUICK['iters']

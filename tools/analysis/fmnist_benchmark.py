@@ -83,8 +83,11 @@ GRIDS = {
 }
 PROTOCOL = dict(knn=dict(k=20, temperature=0.07), label_fractions=(0.01, 0.1, 1.0),
                 finetune_fraction=0.1, subset_seed=0)
-QUICK = dict(iter_scale=0.04, min_iters=3, batch_size=64, train=1024, probe_train=1000,
-             probe_test=500, test=500, finetune_fraction=0.02, finetune_epochs=1)
+# --quick: a smoke run of every row and stage (the accuracies mean nothing): a few
+# iterations per cell, a few hundred images for the feature pass and the probes, 1 seed, no
+# equal-epochs duplicate of MAE. Each stage is a tools/train.py process (~10-15 s of imports).
+QUICK = dict(iters=3, batch_size=64, train=512, probe_train=600, probe_test=300, test=300,
+             finetune_fraction=0.01, finetune_epochs=1)
 
 
 # ------------------------------------------------------------- FLOPs and cell configs
@@ -539,13 +542,13 @@ def prepare_stage(stage: dict, args, checkpoint=None) -> str:
             loader.batch_size = QUICK['batch_size']
             if loader.dataset.get('split') == 'test':
                 loader.dataset.indices = QUICK['test']
-        if kind in ('pretrain', 'supervised'):
-            if kind == 'pretrain':
+        if kind in ('pretrain', 'random-init', 'supervised'):  # iteration-based
+            if kind != 'supervised':
                 cfg.train_dataloader.dataset.indices = QUICK['train']
             else:
                 cfg.train_dataloader.dataset.label_fraction = QUICK['finetune_fraction']
             old = cfg.train_cfg.max_iters
-            _rescale_iters(cfg, old and max(QUICK['min_iters'], round(old * QUICK['iter_scale'])))
+            _rescale_iters(cfg, old and QUICK['iters'])
         else:
             cfg.train_dataloader.dataset.label_fraction = QUICK['finetune_fraction']
             set_epochs(cfg, QUICK['finetune_epochs'])
@@ -606,7 +609,7 @@ def plan_stages(args) -> list:
             add(f'{method}/pretrain', 'pretrain', osp.join(cells, f'{method}.py'), seed)
             add(f'{method}/finetune-10pct', 'finetune', osp.join(cells, 'finetune-10pct.py'), seed,
                 after=f'{method}/pretrain')
-        if {'mae', 'emae'} <= set(args.methods):
+        if {'mae', 'emae'} <= set(args.methods) and not args.quick:  # --quick: no duplicate MAE
             add('mae_equal-epochs/pretrain', 'pretrain', osp.join(cells, 'mae_equal-epochs.py'), seed)
         if args.baselines:
             add('random-init/pretrain', 'random-init', osp.join(cells, 'random-init.py'), seed)
@@ -663,8 +666,10 @@ def run_grid(args) -> dict:
     results, start = {}, time.time()
     total_pred = sum(s['cost'] for s in stages)
     done_pred = 0.
-    print(f'== {len(stages)} stages, {args.seeds} seed(s), grid {args.grid}; predicted on the '
-          f'AVX2 CPU in fp32: {fmt_eta(total_pred)} (cost model, docs/benchmark.md)', flush=True)
+    print(f'== {len(stages)} stages, {args.seeds} seed(s), grid {args.grid}; ' + (
+        'a smoke run (--quick): the cost model describes the full stages, not these'
+        if args.quick else f'predicted on the AVX2 CPU in fp32: {fmt_eta(total_pred)} '
+        '(cost model, docs/benchmark.md)'), flush=True)
     for index, stage in enumerate(stages):
         key = f'{stage["name"]}@{stage["seed"]}'
         checkpoint = None
@@ -748,7 +753,7 @@ def write_report(path: str, results: dict, args, command: str, total_s: float) -
              f'Equal compute: every method pre-trains for {GRIDS[args.grid]["budget_tflop"]} TFLOP of '
              'counted training FLOPs (docs/benchmark.md). Mean ± std over '
              f'{n} seed(s). Top-1 (%) on the 10k test images'
-             + (' (500 with --quick)' if args.quick else '') + '. kNN: k=20, cosine, '
+             + (f' ({QUICK["probe_test"]} with --quick)' if args.quick else '') + '. kNN: k=20, cosine, '
              'exp(sim/0.07) votes; LP: linear probe on 1/10/100% of the labels (fixed '
              'class-balanced subsets); FT 10%: end-to-end fine-tune on the 10% subset.',
              '',
