@@ -9,6 +9,7 @@ model = dict(
     scheme='adversarial',
     backbone_mode='shared',
     shared_update='one-step',        # one AdamW step of the shared ViT on both roles' gradients
+    lambda_disc=0.1,                 # L_disc's weight there: 1.0 cost the probe ~2 points
     discriminator_head=dict(type='PatchDiscriminatorHead', class_balanced=True),
     gamma='adaptive',
     gamma_scale=0.1,

@@ -39,7 +39,7 @@ CELLS = {
     'two-stage': 'gan-mae_vit-mini-p4_4e_two-stage.py',
     'backbone-generator': 'gan-mae_vit-mini-p4_4e_backbone-generator.py',
     'backbone-discriminator': 'gan-mae_vit-mini-p4_4e_backbone-discriminator.py',
-    'lambda-disc-0.1': 'gan-mae_vit-mini-p4_4e_lambda-disc-0.1.py',
+    'lambda-disc-1': 'gan-mae_vit-mini-p4_4e_lambda-disc-1.py',
 }
 DISC_KEYS = ('disc_auc', 'disc_bacc', 'loss_disc', 'disc_prior_entropy', 'loss_rec')
 
