@@ -222,8 +222,6 @@ class LoadRandomResizedCrop(SafeLoadImageFromFile):
         data = self._read(path)
         if data is None:
             return None
-        if not data:
-            return self._fail(path, 'is empty', 'replace or delete the file')
         bad = ('is corrupt or truncated (cannot be decoded)', 'replace or delete the file')
         try:
             head = Image.open(io.BytesIO(data))  # reads the header only
@@ -294,8 +292,6 @@ class LoadJpegBytes(SafeLoadImageFromFile):
         data = self._read(path)
         if data is None:
             return None
-        if not data:
-            return self._fail(path, 'is empty', 'replace or delete the file')
         if data[:3] == JPEG_SOI:
             img = torch.frombuffer(bytearray(data), dtype=torch.uint8)
         else:  # not a JPEG: decode it here, as SafeLoadImageFromFile does

@@ -101,13 +101,14 @@ class SafeLoadImageFromFile(BaseTransform):
         return None
 
     def _read(self, path: str) -> Optional[bytes]:
-        """The file's bytes, or what :meth:`_fail` says when it cannot be read (``None``
-        with ``on_error='skip'``). Subclasses that decode differently start here."""
+        """The file's bytes, or what :meth:`_fail` says when it cannot be read or is empty
+        (``None`` with ``on_error='skip'``). Subclasses that decode differently start here."""
         try:
-            return fileio.get(path, backend_args=self.backend_args)
+            data = fileio.get(path, backend_args=self.backend_args)
         except (FileNotFoundError, IsADirectoryError, PermissionError) as e:
             return self._fail(path, f'cannot be read ({type(e).__name__})',
                               'check the path and the dataset\'s data_root / ann_file')
+        return data if data else self._fail(path, 'is empty', 'replace or delete the file')
 
     def _note_conversion(self, path: str, have) -> None:
         """Say once per process that images with another channel layout are converted."""
@@ -119,17 +120,15 @@ class SafeLoadImageFromFile(BaseTransform):
     def transform(self, results: dict) -> Optional[dict]:
         path = results['img_path']
         data = self._read(path)
-        if data is None:  # unreadable and skipped (_read raised otherwise)
+        if data is None:  # unreadable or empty, and skipped (_read raised otherwise)
             return None
-        img = None
-        if data:
-            try:
-                img = mmcv.imfrombytes(data, flag='unchanged', backend=self.backend)
-            except Exception:  # decoders raise many kinds of errors for broken files
-                img = None
+        try:
+            img = mmcv.imfrombytes(data, flag='unchanged', backend=self.backend)
+        except Exception:  # decoders raise many kinds of errors for broken files
+            img = None
         if img is None:
-            what = 'is empty' if not data else 'is corrupt or truncated (cannot be decoded)'
-            return self._fail(path, what, 'replace or delete the file')
+            return self._fail(path, 'is corrupt or truncated (cannot be decoded)',
+                              'replace or delete the file')
         if img.ndim == 3 and img.shape[2] == 1:
             img = img[..., 0]
         if self.channels is not None:

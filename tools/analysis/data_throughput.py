@@ -98,13 +98,14 @@ def write_jpegs(root: str, count: int, size, seed: int = 0, noise: float = 0.0) 
     sys.stdout.write('\n')
 
 
-MMPRETRAIN_MAE_PIPELINE = [
-    dict(type='LoadImageFromFile'),
-    dict(type='RandomResizedCrop', scale=224, crop_ratio_range=(0.2, 1.0), backend='pillow',
-         interpolation='bicubic'),
-    dict(type='RandomFlip', prob=0.5),
-    dict(type='PackInputs'),
-]
+def mmpretrain_pipeline() -> list:
+    """mmpretrain's default MAE pipeline, kept beside the fast one in the ImageNet data config."""
+    from mmengine.config import Config
+    base = osp.join(osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))),
+                    'configs', '_base_', 'datasets', 'imagenet_mae.py')
+    return Config.fromfile(base).to_dict()['mmpretrain_train_pipeline']
+
+
 LOADERS = ('LoadImageFromFile', 'SafeLoadImageFromFile', 'LoadRandomResizedCrop',
            'LoadJpegBytes')
 
@@ -180,7 +181,7 @@ def loader_mode(args, cfg):
     if args.pipeline == 'mmpretrain':
         pipelines = []
     if args.compare or args.pipeline == 'mmpretrain':
-        pipelines.append(('mmpretrain', MMPRETRAIN_MAE_PIPELINE,
+        pipelines.append(('mmpretrain', mmpretrain_pipeline(),
                           dict(type='default_collate')))
     pre_cfg = cfg.model.get('data_preprocessor', {})
     decodes = (pre_cfg.get('type', '').split('.')[-1] == 'JpegDecodeDataPreprocessor'
@@ -275,7 +276,7 @@ def main():
             write_jpegs(root, args.images, args.size, noise=args.noise)
         pipeline = with_loader(loader.dataset.pipeline)
         if args.pipeline == 'mmpretrain':
-            pipeline = MMPRETRAIN_MAE_PIPELINE
+            pipeline = mmpretrain_pipeline()
             loader.collate_fn = dict(type='default_collate')
             cfg.model.data_preprocessor = dict(type='SelfSupDataPreprocessor', mean=[
                 123.675, 116.28, 103.53], std=[58.395, 57.12, 57.375], to_rgb=True)
