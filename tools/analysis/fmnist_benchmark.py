@@ -78,7 +78,7 @@ N_TRAIN, BATCH, COUNT_BATCH = 60000, 256, 32
 GRID_MODEL = dict(img_size=28, patch_size=7, mean=[72.94], std=[90.02])
 # Budgets (counted training FLOPs per pre-training cell), seeds and fine-tune epochs.
 GRIDS = {
-    'cpu': dict(budget_tflop=5.0, seeds=2, finetune_epochs=3, recipe=False),
+    'cpu': dict(budget_tflop=5.0, seeds=2, finetune_epochs=10, recipe=False),
     'gpu': dict(budget_tflop=24.0, seeds=3, finetune_epochs=15, recipe=True),
 }
 PROTOCOL = dict(knn=dict(k=20, temperature=0.07), label_fractions=(0.01, 0.1, 1.0),
@@ -152,6 +152,11 @@ def measure_iter_flops(data_root=None) -> dict:
     return out
 
 
+def finetune_iters(grid: str) -> int:
+    """Iterations of the grid's 10% fine-tune: epochs x ceil(6000 / 256)."""
+    return GRIDS[grid]['finetune_epochs'] * math.ceil(PROTOCOL['finetune_fraction'] * N_TRAIN / BATCH)
+
+
 def cell_plan(grid: str, flops: dict) -> dict:
     """The iterations of every cell of ``grid`` from the FLOP counts (the documented
     formulas): pre-training ``round(budget / flops[method])``; MAE at equal epochs gets
@@ -161,7 +166,7 @@ def cell_plan(grid: str, flops: dict) -> dict:
     budget = g['budget_tflop'] * 1e12
     iters = {m: int(round(budget / flops[m])) for m in METHODS}
     iters['mae_equal-epochs'] = iters['emae']
-    ft_iters = g['finetune_epochs'] * math.ceil(PROTOCOL['finetune_fraction'] * N_TRAIN / BATCH)
+    ft_iters = finetune_iters(grid)
     iters['supervised'] = int(round((budget + ft_iters * flops['classifier']) / flops['classifier']))
     return dict(iters=iters, finetune_iters=ft_iters, budget_tflop=g['budget_tflop'],
                 gflop={k: round(v / 1e9, 2) for k, v in flops.items()})
@@ -626,16 +631,16 @@ def plan_stages(args) -> list:
 
 
 # Cost model (docs/benchmark.md): seconds of a stage on the 2-core AVX2 CPU in fp32 =
-# start-up + counted training FLOPs / TRAIN_RATE + frozen feature passes x 60.0.
-# Measured with --measure-costs on the AVX2 code path of 2 AMD EPYC AVX-512 cores, then
-# scaled by 2.0 (the reported AVX2 machine's MAE step time over ours, same config).
+# start-up + counted training FLOPs / train_gflops + one frozen feature pass (with the kNN
+# and the probes) per pre-training cell. Fitted to the stages of a full CPU grid run on a
+# 2-core AMD EPYC AVX2 machine (docs/benchmark.md); --measure-costs times the inputs anew.
 CLASSIFIER_GFLOP = 30.91  # the classifier's iteration (--write-configs prints it)
-COST = dict(startup_s=15.0, train_gflops=12.0, feature_pass_s=292.0, avx2_factor=1.55)
+COST = dict(startup_s=22.0, train_gflops=33.0, feature_pass_s=95.0)
 
 
 def predicted_seconds(stage: dict, args) -> float:
-    """Predicted seconds of ``stage`` on the AVX2 CPU in fp32 (also the ETA's weights):
-    the emulated-AVX2 seconds measured here divided by ``avx2_factor``."""
+    """Predicted seconds of ``stage`` on the 2-core AVX2 CPU in fp32 (also the ETA's
+    weights)."""
     g = GRIDS[args.grid]
     rate = COST['train_gflops'] * 1e9
     kind, here = stage['kind'], 0.
@@ -648,13 +653,12 @@ def predicted_seconds(stage: dict, args) -> float:
                 flops *= 0.25
         here = flops / rate + COST['feature_pass_s']
     elif kind == 'finetune':
-        ft_iters = g['finetune_epochs'] * math.ceil(PROTOCOL['finetune_fraction'] * N_TRAIN / BATCH)
-        here = ft_iters * CLASSIFIER_GFLOP * 1e9 / rate
-    elif kind == 'supervised':
-        here = (g['budget_tflop'] * 1e12) / rate * 1.1
+        here = finetune_iters(args.grid) * CLASSIFIER_GFLOP * 1e9 / rate
+    elif kind == 'supervised':  # the pre-training budget + the 10% fine-tune's FLOPs
+        here = (g['budget_tflop'] * 1e12 + finetune_iters(args.grid) * CLASSIFIER_GFLOP * 1e9) / rate
     else:  # the full-label recipe (GPU grid): 50 epochs of the main-job model
         here = 50 * 235 * 2 * 53.5e9 / rate
-    return COST['startup_s'] + here / COST['avx2_factor']
+    return COST['startup_s'] + here
 
 
 def fmt_eta(seconds: float) -> str:

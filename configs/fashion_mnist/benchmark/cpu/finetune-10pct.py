@@ -2,12 +2,12 @@
 # and the grid constants in that tool (tests/test_fmnist_benchmark.py checks it is
 # up to date: rerun the command after changing either). A cell of the Fashion-MNIST
 # benchmark, docs/benchmark.md. End-to-end fine-tune on the fixed class-balanced
-# 10% of the training labels (subset seed 0), 3 epochs; the encoder comes
+# 10% of the training labels (subset seed 0), 10 epochs; the encoder comes
 # from model.backbone.init_cfg.checkpoint (None: random init). Random crop
 # (padding 2) + horizontal flip.
 #   python tools/train.py configs/fashion_mnist/benchmark/cpu/finetune-10pct.py --cfg-options randomness.seed=1
 _base_ = ['../../finetune_vit-mini-p4.py']
-max_epochs = 3
+max_epochs = 10
 checkpoint = 'work_dirs/fmnist_benchmark/cpu/mae/seed0/pretrain/last.pth'
 param_scheduler = [
     dict(type='LinearLR', start_factor=1e-3, by_epoch=True, begin=0, end=max_epochs / 10,
