@@ -118,6 +118,8 @@ def test_methods_are_the_default_configs_only():
     assert len(pre) == 2 * (len(bench.METHODS) + 1)  # + MAE at equal epochs
     assert {s['seed'] for s in stages} == {0, 1}
     assert len({s['work_dir'] for s in stages}) == len(stages)  # every stage cached apart
+    # every pre-trained encoder, MAE at equal epochs included, is also fine-tuned on 10%
+    assert {s['name'] for s in pre} <= {s['after'] for s in stages if s['kind'] == 'finetune'}
 
 
 def test_quick_is_a_small_smoke_run_of_every_row(tmp_path):

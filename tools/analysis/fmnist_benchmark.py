@@ -616,6 +616,8 @@ def plan_stages(args) -> list:
                 after=f'{method}/pretrain')
         if {'mae', 'emae'} <= set(args.methods) and not args.quick:  # --quick: no duplicate MAE
             add('mae_equal-epochs/pretrain', 'pretrain', osp.join(cells, 'mae_equal-epochs.py'), seed)
+            add('mae_equal-epochs/finetune-10pct', 'finetune', osp.join(cells, 'finetune-10pct.py'),
+                seed, after='mae_equal-epochs/pretrain')
         if args.baselines:
             add('random-init/pretrain', 'random-init', osp.join(cells, 'random-init.py'), seed)
             add('random-init/finetune-10pct', 'finetune', osp.join(cells, 'finetune-10pct.py'),
@@ -800,12 +802,14 @@ def write_report(path: str, results: dict, args, command: str, total_s: float) -
         emae = gather(results, 'emae', 'pretrain', n)
         iters = next((r.get('iters') for r in emae if r.get('iters')), 0)
         lines += ['', f'## Equal epochs ({iters * BATCH / N_TRAIN:.2f} epochs = {iters} iterations)',
-                  '', '| method | pre-train time (min) | ' + ' | '.join(p for p, _ in PROTOCOLS) + ' |',
-                  '|---|---:|' + '---:|' * len(PROTOCOLS)]
-        for label, rs in (('MAE', eq), (method_label('emae'), emae)):
+                  '', '| method | pre-train time (min) | ' + ' | '.join(p for p, _ in PROTOCOLS) + ' | FT 10% |',
+                  '|---|---:|' + '---:|' * (len(PROTOCOLS) + 1)]
+        for label, name, rs in (('MAE', 'mae_equal-epochs', eq), (method_label('emae'), 'emae', emae)):
+            ft = [r.get('top1') for r in gather(results, name, 'finetune-10pct', n)]
             lines.append(f'| {label} | {cell([r["pretrain_s"] / 60 for r in rs if r.get("pretrain_s")], 1)} | '
-                         + ' | '.join(cell([get(r) for r in rs]) for _, get in PROTOCOLS) + ' |')
+                         + ' | '.join(cell([get(r) for r in rs]) for _, get in PROTOCOLS) + f' | {cell(ft)} |')
         rows.append(dict(method='mae_equal-epochs', label='MAE (equal epochs)',
+                         finetune_10pct=[r.get('top1') for r in gather(results, 'mae_equal-epochs', 'finetune-10pct', n)],
                          **{p: [get(r) for r in eq] for p, get in PROTOCOLS}))
     rec = [results.get(f'{k}@0', {}) for k in ('recipe-mae/finetune', 'recipe-scratch/finetune')]
     if any(r.get('ok') for r in rec):
