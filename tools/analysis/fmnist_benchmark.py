@@ -804,12 +804,12 @@ def write_report(path: str, results: dict, args, command: str, total_s: float) -
         lines += ['', f'## Equal epochs ({iters * BATCH / N_TRAIN:.2f} epochs = {iters} iterations)',
                   '', '| method | pre-train time (min) | ' + ' | '.join(p for p, _ in PROTOCOLS) + ' | FT 10% |',
                   '|---|---:|' + '---:|' * (len(PROTOCOLS) + 1)]
-        for label, name, rs in (('MAE', 'mae_equal-epochs', eq), (method_label('emae'), 'emae', emae)):
-            ft = [r.get('top1') for r in gather(results, name, 'finetune-10pct', n)]
+        eq_ft = [r.get('top1') for r in gather(results, 'mae_equal-epochs', 'finetune-10pct', n)]
+        for label, rs, ft in (('MAE', eq, eq_ft),
+                              (method_label('emae'), emae, by_name['emae']['finetune_10pct'])):
             lines.append(f'| {label} | {cell([r["pretrain_s"] / 60 for r in rs if r.get("pretrain_s")], 1)} | '
                          + ' | '.join(cell([get(r) for r in rs]) for _, get in PROTOCOLS) + f' | {cell(ft)} |')
-        rows.append(dict(method='mae_equal-epochs', label='MAE (equal epochs)',
-                         finetune_10pct=[r.get('top1') for r in gather(results, 'mae_equal-epochs', 'finetune-10pct', n)],
+        rows.append(dict(method='mae_equal-epochs', label='MAE (equal epochs)', finetune_10pct=eq_ft,
                          **{p: [get(r) for r in eq] for p, get in PROTOCOLS}))
     rec = [results.get(f'{k}@0', {}) for k in ('recipe-mae/finetune', 'recipe-scratch/finetune')]
     if any(r.get('ok') for r in rec):
