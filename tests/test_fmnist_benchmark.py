@@ -61,6 +61,22 @@ def test_cells_schedule_their_own_iterations(grid):
         assert cfg.model.backbone.patch_size == 7 and cfg.model.backbone.img_size == 28
 
 
+@pytest.mark.parametrize('grid', list(bench.GRIDS))
+def test_raw_pixel_cells_probe_the_pixels_with_the_method_cells_protocol(grid):
+    raw = Config.fromfile(osp.join(bench.BENCH_DIR, grid, 'raw-pixels.py'))
+    mae = Config.fromfile(osp.join(bench.BENCH_DIR, grid, 'mae.py'))
+    assert raw.train_cfg.max_iters == 0
+    (hook,) = [h for h in raw.custom_hooks if h.type == 'LinearProbeHook']
+    (ref,) = [h for h in mae.custom_hooks if h.type == 'LinearProbeHook']
+    assert hook.feature == 'pixels' and ref.get('feature', 'cls+avg') == 'cls+avg'
+    assert dict(hook, feature=None) == dict(ref, feature=None)  # same data, subsets, kNN
+    assert raw.model.data_preprocessor == mae.model.data_preprocessor  # same normalisation
+    stages = bench.plan_stages(bench.parse_args(['--grid', grid, '--no-recipe']))
+    assert [s['seed'] for s in stages if s['name'] == 'raw-pixels/pretrain'] == list(
+        range(bench.GRIDS[grid]['seeds']))
+    assert not any(s['kind'] == 'recipe' for s in stages)
+
+
 def _lrs(cfg_path):
     """lr of the first block's and of the head's parameter groups, as built."""
     from mmengine.optim import build_optim_wrapper
@@ -126,7 +142,8 @@ def test_quick_is_a_small_smoke_run_of_every_row(tmp_path):
     args = bench.parse_args(['--quick', '--work-dir', str(tmp_path)])
     stages = bench.plan_stages(args)
     assert {s['seed'] for s in stages} == {0}
-    assert {s['name'].split('/')[0] for s in stages} == set(bench.METHODS) | {'random-init', 'supervised'}
+    assert {s['name'].split('/')[0] for s in stages} == set(bench.METHODS) | {
+        'random-init', 'supervised', 'raw-pixels'}
     for stage in stages:
         cfg = Config.fromfile(bench.prepare_stage(stage, args))
         if stage['kind'] in ('pretrain', 'supervised'):

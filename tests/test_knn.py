@@ -124,3 +124,34 @@ def test_probe_hook_writes_knn_and_low_label_probes(tmp_path, monkeypatch):
     with pytest.raises(ValueError, match='knn takes'):
         LinearProbeHook(dict(), dict(), knn=dict(k=5, metric='l2'))
     assert osp.exists(tmp_path / 'linear_probe.json')
+
+
+def test_pixel_features_are_the_preprocessed_images_whatever_the_encoder():
+    """feature='pixels' (the raw-pixel baseline row) is the data preprocessor's output
+    flattened: (x - mean) / std of the uint8 images, the same for any encoder weights."""
+    from conftest import build_tiny
+    from test_hooks import _Items
+
+    from mmmim.evaluation import extract_features
+    items = _Items(12, seed=3)
+    a, labels = extract_features(build_tiny(), items, 'pixels', batch_size=5, progress=None)
+    other = build_tiny()
+    for p in other.parameters():
+        p.data.normal_()
+    b, _ = extract_features(other, items, 'pixels', batch_size=5, progress=None)
+    pre = build_tiny().data_preprocessor
+    raw = torch.stack([torch.as_tensor(items.get_data_info(i)['img'][..., 0]).float()
+                       for i in range(12)])
+    mean, std = float(pre.mean.flatten()[0]), float(pre.std.flatten()[0])
+    assert a.shape == (12, 32 * 32)
+    assert torch.allclose(a, ((raw - mean) / std).flatten(1), atol=1e-5)
+    assert torch.equal(a, b)
+    assert labels.tolist() == [i % 2 for i in range(12)]
+    enc, _ = extract_features(build_tiny(), items, 'avg', batch_size=5, progress=None)
+    assert enc.shape[1] != a.shape[1]
+
+
+def test_probe_hook_refuses_an_unknown_feature_when_built():
+    from mmmim.engine.hooks import LinearProbeHook
+    with pytest.raises(ValueError, match="feature must be one of .*'pixels'"):
+        LinearProbeHook(dict(), dict(), feature='pixel')

@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from mmengine.logging import print_log
 from torch import Tensor
 
-FEATURES = ('cls', 'avg', 'cls+avg')
+FEATURES = ('cls', 'avg', 'cls+avg', 'pixels')
 
 
 def preprocess_items(model, items) -> Tensor:
@@ -55,7 +55,9 @@ def extract_features(model, dataset, feature: str = 'cls+avg', batch_size: int =
     Args:
         model: an mmmim algorithm (``model.backbone`` a :class:`MaskedViT`).
         dataset: items that pack to ``inputs`` / ``data_samples`` with ``gt_label``.
-        feature: 'cls' (the cls token), 'avg' (mean of the patch tokens) or 'cls+avg'.
+        feature: 'cls' (the cls token), 'avg' (mean of the patch tokens), 'cls+avg', or
+            'pixels': the data preprocessor's output flattened, no encoder (the raw-pixel
+            baseline every encoder's features are measured against).
         precision: 'auto' (bf16 autocast where the CPU runs bf16 natively, or on CUDA;
             fp32 otherwise: see :mod:`mmmim.utils.precision`), 'fp32' or 'bf16'. The
             probe itself is always fitted in float32.
@@ -77,11 +79,14 @@ def extract_features(model, dataset, feature: str = 'cls+avg', batch_size: int =
     for start in range(0, total, batch_size):
         items = [dataset[i] for i in range(start, min(start + batch_size, total))]
         img = preprocess_items(model, items)
-        with torch.autocast(img.device.type, dtype=dtype or torch.float32,
-                            enabled=dtype is not None):
-            latent = model.backbone.encode(model.backbone.embed(img)).float()
-        parts = {'cls': latent[:, 0], 'avg': latent[:, 1:].mean(1)}
-        feats.append(torch.cat([parts[p] for p in feature.split('+')], dim=1).cpu())
+        if feature == 'pixels':
+            feats.append(img.flatten(1).float().cpu())
+        else:
+            with torch.autocast(img.device.type, dtype=dtype or torch.float32,
+                                enabled=dtype is not None):
+                latent = model.backbone.encode(model.backbone.embed(img)).float()
+            parts = {'cls': latent[:, 0], 'avg': latent[:, 1:].mean(1)}
+            feats.append(torch.cat([parts[p] for p in feature.split('+')], dim=1).cpu())
         labels.append(torch.as_tensor([int(it['data_samples'].gt_label) for it in items]))
         if bar:
             bar.update(start + len(items))

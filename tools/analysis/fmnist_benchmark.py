@@ -17,6 +17,8 @@ schedules them per seed, caches each finished stage, and gathers the results:
 * ``finetune-10pct.py``: end-to-end fine-tune on the 10% subset from each encoder and
   from random init (same epochs);
 * ``random-init.py``: the frozen protocols on an untrained encoder (0 iterations);
+* ``raw-pixels.py``: the frozen protocols on the pixels themselves (no encoder): the
+  baseline a representation has to beat;
 * ``supervised.py``: the fine-tune recipe from scratch on all labels for the FLOPs of a
   pre-training cell plus its 10% fine-tune (equal total compute);
 * ``mae_equal-epochs.py``: MAE for as many iterations as EMAE's cell (equal epochs,
@@ -69,6 +71,7 @@ METHODS = {
 }
 LABELS = {'mae': 'MAE', 'emae': 'EMAE', 'sbam': 'SBAM', 'sbam-amr': 'SBAM + AMR',
           'gan-mae': 'GAN-MAE', 'random-init': 'random init',
+          'raw-pixels': 'raw pixels (no encoder)',
           'supervised': 'supervised from scratch', 'mae_equal-epochs': 'MAE'}
 N_TRAIN, BATCH, COUNT_BATCH = 60000, 256, 32
 # The image grid of the benchmark cells: the 28x28 images unpadded with 7x7 patches
@@ -342,6 +345,19 @@ def render_random_init(grid: str) -> str:
                    "default_hooks = dict(checkpoint=dict(interval=1))\n")
 
 
+def render_raw_pixels(grid: str) -> str:
+    path = f'configs/fashion_mnist/benchmark/{grid}/raw-pixels.py'
+    what = ('Raw pixels: the frozen protocols on the normalised 28x28 pixels themselves\n'
+            '# (no encoder; deterministic, the seed changes nothing).')
+    if grid != 'cpu':
+        return HEADER.format(base='configs/fashion_mnist/benchmark/cpu/raw-pixels.py', path=path,
+                             what=what) + "_base_ = ['../cpu/raw-pixels.py']\n"
+    text = HEADER.format(base=f'configs/fashion_mnist/benchmark/{grid}/random-init.py', path=path,
+                         what=what)
+    return text + ("_base_ = ['./random-init.py']\n"
+                   "custom_hooks = [dict(_base_.grid.probe_hook, feature='pixels')]\n")
+
+
 def _finetune_schedule(epochs, grid) -> str:
     text = _py('max_epochs', epochs) + _py(
         'checkpoint', f'work_dirs/fmnist_benchmark/{grid}/mae/seed0/pretrain/last.pth')
@@ -438,6 +454,7 @@ def render_grid(grid: str, flops: dict) -> dict:
         grid, 'mae', plan['iters']['mae_equal-epochs'], plan['gflop']['mae'],
         plan['budget_tflop'], name='mae_equal-epochs')
     out[f'{rel}/random-init.py'] = render_random_init(grid)
+    out[f'{rel}/raw-pixels.py'] = render_raw_pixels(grid)
     out[f'{rel}/finetune-10pct.py'] = render_finetune(grid)
     out[f'{rel}/supervised.py'] = render_supervised(grid, plan['iters']['supervised'], plan)
     return out
@@ -623,7 +640,8 @@ def plan_stages(args) -> list:
             add('random-init/finetune-10pct', 'finetune', osp.join(cells, 'finetune-10pct.py'),
                 seed, after='random-init/pretrain')
             add('supervised/train', 'supervised', osp.join(cells, 'supervised.py'), seed)
-    if g['recipe'] and args.baselines:
+            add('raw-pixels/pretrain', 'random-init', osp.join(cells, 'raw-pixels.py'), seed)
+    if g['recipe'] and args.baselines and args.recipe:
         add('recipe-mae/pretrain', 'pretrain', MAIN_JOB_CONFIG, 0)
         add('recipe-mae/finetune', 'recipe', RECIPE_CONFIG, 0, after='recipe-mae/pretrain')
         add('recipe-scratch/finetune', 'recipe', RECIPE_CONFIG, 0)
@@ -765,7 +783,7 @@ def write_report(path: str, results: dict, args, command: str, total_s: float) -
              '',
              '| method | iterations | pre-train time (min) | kNN | LP 1% | LP 10% | LP 100% | FT 10% |',
              '|---|---:|---:|---:|---:|---:|---:|---:|']
-    names = list(args.methods) + (['random-init'] if args.baselines else [])
+    names = list(args.methods) + (['random-init', 'raw-pixels'] if args.baselines else [])
     for name in names:
         pre = gather(results, name, 'pretrain', n)
         ft = gather(results, name, 'finetune-10pct', n)
@@ -983,6 +1001,9 @@ def parse_args(argv=None):
     parser.add_argument('--data-root', default=None, help='Fashion-MNIST folder')
     parser.add_argument('--no-baselines', dest='baselines', action='store_false',
                         help='skip random init and supervised from scratch')
+    parser.add_argument('--no-recipe', dest='recipe', action='store_false',
+                        help='skip the full-label fine-tune recipe of the GPU grid (hours on a '
+                             'CPU: e.g. --grid gpu on a CPU)')
     parser.add_argument('--fp32', dest='amp', action='store_false',
                         help='fp32 everywhere (default: tools/train.py --amp: bf16 on a CPU with '
                              'native bf16, fp32 elsewhere, e.g. AVX2; fp16 on CUDA)')

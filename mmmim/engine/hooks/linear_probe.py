@@ -8,6 +8,7 @@ import torch
 from mmengine.hooks import Hook
 
 from mmmim.evaluation import balanced_subset, extract_features, fit_linear_probe, knn_top1
+from mmmim.evaluation.linear_probe import FEATURES
 from mmmim.registry import DATASETS, HOOKS
 
 
@@ -20,7 +21,8 @@ class LinearProbeHook(Hook):
     ImageNet protocol is a separate fine-tuning config.
 
     Config keys: ``train_dataset``, ``test_dataset`` (dataset configs without
-    augmentation), ``feature`` ('cls', 'avg' or 'cls+avg'; default 'cls+avg'),
+    augmentation), ``feature`` ('cls', 'avg', 'cls+avg' (default), or 'pixels': the
+    preprocessed images themselves, the raw-pixel baseline),
     ``max_train`` / ``max_test`` (caps on the items used, default all),
     ``weight_decay`` (1e-4), ``precision`` of the feature pass ('auto': bf16 only where
     the CPU runs it natively, see :mod:`mmmim.utils.precision`; 'fp32'; 'bf16').
@@ -38,6 +40,9 @@ class LinearProbeHook(Hook):
                  max_train: int = None, max_test: int = None, weight_decay: float = 1e-4,
                  precision: str = 'auto', knn: dict = None, label_fractions=None,
                  subset_seed: int = 0):
+        if feature not in FEATURES:  # at build time, not after the training it ends
+            raise ValueError(f'LinearProbeHook: feature must be one of {FEATURES}, got '
+                             f'{feature!r}')
         if precision not in ('auto', 'fp32', 'bf16'):
             raise ValueError(f"LinearProbeHook: precision must be 'auto', 'fp32' or 'bf16', "
                              f'got {precision!r}')
