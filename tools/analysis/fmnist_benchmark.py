@@ -333,12 +333,19 @@ def render_pretrain(grid: str, method: str, iters: int, gflop: float, budget_tfl
     return text + _py('param_scheduler', sched)
 
 
+def _cpu_cell_copy(name: str, grid: str, what: str) -> str:
+    """A non-cpu grid's copy of a cpu cell that spends none of the grid's budget (random
+    init, raw pixels): it inherits the cpu cell unchanged."""
+    return HEADER.format(base=f'configs/fashion_mnist/benchmark/cpu/{name}.py',
+                         path=f'configs/fashion_mnist/benchmark/{grid}/{name}.py',
+                         what=what) + f"_base_ = ['../cpu/{name}.py']\n"
+
+
 def render_random_init(grid: str) -> str:
     path = f'configs/fashion_mnist/benchmark/{grid}/random-init.py'
     what = 'Random init: the frozen protocols on an untrained encoder (0 iterations;\n# the seed draws the init).'
     if grid != 'cpu':  # 0 iterations: nothing of the grid's budget is left
-        return HEADER.format(base='configs/fashion_mnist/benchmark/cpu/random-init.py', path=path,
-                             what=what) + "_base_ = ['../cpu/random-init.py']\n"
+        return _cpu_cell_copy('random-init', grid, what)
     text = HEADER.format(base=f'configs/fashion_mnist/benchmark/{grid}/mae.py', path=path, what=what)
     return text + ("_base_ = ['./mae.py']\nmax_iters = 0\n"
                    "train_cfg = dict(max_iters=max_iters)\nparam_scheduler = []\n"
@@ -350,8 +357,7 @@ def render_raw_pixels(grid: str) -> str:
     what = ('Raw pixels: the frozen protocols on the normalised 28x28 pixels themselves\n'
             '# (no encoder; deterministic, the seed changes nothing).')
     if grid != 'cpu':
-        return HEADER.format(base='configs/fashion_mnist/benchmark/cpu/raw-pixels.py', path=path,
-                             what=what) + "_base_ = ['../cpu/raw-pixels.py']\n"
+        return _cpu_cell_copy('raw-pixels', grid, what)
     text = HEADER.format(base=f'configs/fashion_mnist/benchmark/{grid}/random-init.py', path=path,
                          what=what)
     return text + ("_base_ = ['./random-init.py']\n"
@@ -1000,7 +1006,8 @@ def parse_args(argv=None):
                         help='default work_dirs/fmnist_benchmark/<grid>[_quick]')
     parser.add_argument('--data-root', default=None, help='Fashion-MNIST folder')
     parser.add_argument('--no-baselines', dest='baselines', action='store_false',
-                        help='skip random init and supervised from scratch')
+                        help='skip random init, raw pixels, supervised from scratch and the '
+                             'full-label recipe')
     parser.add_argument('--no-recipe', dest='recipe', action='store_false',
                         help='skip the full-label fine-tune recipe of the GPU grid (hours on a '
                              'CPU: e.g. --grid gpu on a CPU)')
