@@ -75,6 +75,20 @@ def test_raw_pixel_cells_probe_the_pixels_with_the_method_cells_protocol(grid):
     assert [s['seed'] for s in stages if s['name'] == 'raw-pixels/pretrain'] == list(
         range(bench.GRIDS[grid]['seeds']))
     assert not any(s['kind'] == 'recipe' for s in stages)
+    # no encoder: it writes no checkpoint and is predicted at start-up cost, below random init's
+    assert raw.default_hooks.checkpoint.save_last is False
+    cost = {s['name']: s['cost'] for s in stages if s['seed'] == 0}
+    assert cost['raw-pixels/pretrain'] == bench.COST['startup_s']
+    assert cost['random-init/pretrain'] == bench.COST['startup_s'] + bench.COST['feature_pass_s']
+
+
+def test_results_json_names_checkpoints_relative_to_the_repository(tmp_path):
+    inside = osp.join(bench.ROOT, 'work_dirs', 'x', 'iter_4.pth')
+    outside = str(tmp_path / 'iter_4.pth')
+    out = bench.portable({'a@0': dict(ok=True, checkpoint=inside),
+                          'b@0': dict(ok=True, checkpoint=outside), 'c@0': dict(ok=False)})
+    assert out['a@0']['checkpoint'] == osp.join('work_dirs', 'x', 'iter_4.pth')
+    assert out['b@0']['checkpoint'] == outside and out['c@0'] == dict(ok=False)
 
 
 def _lrs(cfg_path):

@@ -355,13 +355,14 @@ def render_random_init(grid: str) -> str:
 def render_raw_pixels(grid: str) -> str:
     path = f'configs/fashion_mnist/benchmark/{grid}/raw-pixels.py'
     what = ('Raw pixels: the frozen protocols on the normalised 28x28 pixels themselves\n'
-            '# (no encoder; deterministic, the seed changes nothing).')
+            '# (no encoder; deterministic, the seed changes nothing; no checkpoint is written).')
     if grid != 'cpu':
         return _cpu_cell_copy('raw-pixels', grid, what)
     text = HEADER.format(base=f'configs/fashion_mnist/benchmark/{grid}/random-init.py', path=path,
                          what=what)
     return text + ("_base_ = ['./random-init.py']\n"
-                   "custom_hooks = [dict(_base_.grid.probe_hook, feature='pixels')]\n")
+                   "custom_hooks = [dict(_base_.grid.probe_hook, feature='pixels')]\n"
+                   "default_hooks = dict(checkpoint=dict(save_last=False))\n")
 
 
 def _finetune_schedule(epochs, grid) -> str:
@@ -677,7 +678,9 @@ def predicted_seconds(stage: dict, args) -> float:
             flops = 0 if kind == 'random-init' else g['budget_tflop'] * 1e12
             if 'equal-epochs' in stage['name']:
                 flops *= 0.25
-        here = flops / rate + COST['feature_pass_s']
+        # raw pixels: no encoder pass, only the kNN and the probes on 784-d pixels (seconds)
+        here = flops / rate + (0. if stage['name'].startswith('raw-pixels')
+                               else COST['feature_pass_s'])
     elif kind == 'finetune':
         here = finetune_iters(args.grid) * CLASSIFIER_GFLOP * 1e9 / rate
     elif kind == 'supervised':  # the pre-training budget + the 10% fine-tune's FLOPs
@@ -775,6 +778,24 @@ def gather(results: dict, name: str, stage: str, seeds: int) -> list:
     return [results.get(f'{name}/{stage}@{s}', {}) for s in range(seeds)]
 
 
+def stage_minutes(results: dict) -> float:
+    """Minutes the stages took when they ran (a cached stage keeps its first run's time)."""
+    return sum(r.get('seconds') or 0. for r in results.values()) / 60
+
+
+def portable(results: dict) -> dict:
+    """The stage results with paths under the repository written relative to it, so the
+    JSON names no particular machine's folders."""
+    out = {}
+    for key, r in results.items():
+        r = dict(r)
+        path = r.get('checkpoint')
+        if path and osp.isabs(path) and not osp.relpath(path, ROOT).startswith('..'):
+            r['checkpoint'] = osp.relpath(path, ROOT)
+        out[key] = r
+    return out
+
+
 def write_report(path: str, results: dict, args, command: str, total_s: float) -> list:
     n = args.seeds
     rows = []
@@ -844,7 +865,8 @@ def write_report(path: str, results: dict, args, command: str, total_s: float) -
     failed = [k for k, r in results.items() if not r.get('ok')]
     lines += ['', f'Command: `{command}`', '',
               f'Hardware: {hardware()}; precision: {amp_precision() if args.amp else "fp32"}. '
-              f'Whole run: {total_s / 60:.1f} min (cached stages not rerun).']
+              f'Whole run: {total_s / 60:.1f} min (cached stages not rerun); the stages\' own '
+              f'time, cached ones included: {stage_minutes(results):.1f} min.']
     if failed:
         lines += ['', 'Failed stages: ' + ', '.join(failed)]
     with open(path, 'w') as f:
@@ -1056,7 +1078,7 @@ def main(argv=None):
     md = osp.join(args.work_dir, 'results.md')
     rows = write_report(md, results, args, command, total)
     with open(osp.join(args.work_dir, 'results.json'), 'w') as f:
-        json.dump(dict(rows=rows, stages=results, args=vars(args), hardware=hardware(),
+        json.dump(dict(rows=rows, stages=portable(results), args=vars(args), hardware=hardware(),
                        grid=GRIDS[args.grid], protocol=PROTOCOL, total_s=round(total, 1)),
                   f, indent=2)
     write_plot(osp.join(args.work_dir, 'accuracy_vs_time.png'), rows, args)

@@ -2,7 +2,8 @@
 # and the grid constants in that tool (tests/test_fmnist_benchmark.py checks it is
 # up to date: rerun the command after changing either). A cell of the Fashion-MNIST
 # benchmark, docs/benchmark.md. Raw pixels: the frozen protocols on the normalised 28x28 pixels themselves
-# (no encoder; deterministic, the seed changes nothing).
+# (no encoder; deterministic, the seed changes nothing; no checkpoint is written).
 #   python tools/train.py configs/fashion_mnist/benchmark/cpu/raw-pixels.py --cfg-options randomness.seed=1
 _base_ = ['./random-init.py']
 custom_hooks = [dict(_base_.grid.probe_hook, feature='pixels')]
+default_hooks = dict(checkpoint=dict(save_last=False))
