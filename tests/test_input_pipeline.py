@@ -280,3 +280,32 @@ def test_throughput_tool_loader_mode(tmp_path):
         env={'PYTHONPATH': ROOT, 'PATH': '/usr/bin:/bin'})
     assert out.returncode == 0, out.stderr[-2000:]
     assert 'config / mmpretrain' in out.stdout and 'cores per GPU' in out.stdout
+
+
+def test_throughput_tool_breakdown(files):
+    import importlib.util
+    spec = importlib.util.spec_from_file_location(
+        'data_throughput', osp.join(ROOT, 'tools/analysis/data_throughput.py'))
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+    rows = tool.breakdown([files['ok.jpg'], files['big.jpg']],
+                          LoadRandomResizedCrop(224, crop_ratio_range=(0.2, 1.0)), rounds=1)
+    ms = dict(rows)
+    assert len(ms) == 8 and all(v > 0 for v in ms.values())
+    assert {'fast: decode', 'mmpretrain: decode', 'fast: whole transform',
+            'mmpretrain: whole transform'} <= set(ms)
+
+
+def test_throughput_tool_breakdown_command():
+    def run(config):
+        return subprocess.run(
+            [sys.executable, osp.join(ROOT, 'tools/analysis/data_throughput.py'),
+             osp.join(ROOT, 'configs/mae', config), '--loader', '--breakdown', '--images', '2',
+             '--rounds', '1'], capture_output=True, text=True, cwd=ROOT,
+            env={'PYTHONPATH': ROOT, 'PATH': '/usr/bin:/bin'})
+
+    out = run('vit-b_800e.py')
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert '| fast: decode |' in out.stdout and 'decode floor' in out.stdout
+    out = run('vit-b_800e_gpu-decode.py')  # no LoadRandomResizedCrop: refused, named
+    assert out.returncode != 0 and 'LoadRandomResizedCrop' in out.stderr

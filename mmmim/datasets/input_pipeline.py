@@ -217,6 +217,20 @@ class LoadRandomResizedCrop(SafeLoadImageFromFile):
                             align_corners=False)
         return out[0, 0].numpy() if img.ndim == 2 else out[0].permute(1, 2, 0).numpy()
 
+    def read_header(self, data: bytes) -> Tuple[int, int, bool, str]:
+        """``(height, width, grey, format)`` from the file's header (EXIF rotation applied,
+        as OpenCV's decode applies it); raises on a file Pillow cannot identify."""
+        head = Image.open(io.BytesIO(data))  # reads the header only
+        width, height = head.size
+        if head.format == 'JPEG' and head.getexif().get(0x0112, 1) in (5, 6, 7, 8):
+            width, height = height, width
+        return height, width, head.mode in _GREY_MODES, head.format
+
+    def decode(self, data: bytes, factor: int = 1) -> Optional[np.ndarray]:
+        """OpenCV's decode at ``1/factor`` (libjpeg's DCT scaling); None when it fails."""
+        flags = _CV2_COLOR if self.channels == 3 else _CV2_GREY
+        return cv2.imdecode(np.frombuffer(data, np.uint8), flags[factor])
+
     def transform(self, results: dict) -> Optional[dict]:
         path = results['img_path']
         data = self._read(path)
@@ -224,24 +238,18 @@ class LoadRandomResizedCrop(SafeLoadImageFromFile):
             return None
         bad = ('is corrupt or truncated (cannot be decoded)', 'replace or delete the file')
         try:
-            head = Image.open(io.BytesIO(data))  # reads the header only
-            width, height = head.size
-            if head.format == 'JPEG' and head.getexif().get(0x0112, 1) in (5, 6, 7, 8):
-                width, height = height, width  # OpenCV applies the EXIF rotation
-            grey = head.mode in _GREY_MODES
+            height, width, grey, fmt = self.read_header(data)
         except Exception:  # Pillow raises many kinds of errors for broken files
             return self._fail(path, *bad)
         if grey != (self.channels == 1):
             self._note_conversion(path, 1 if grey else 3)
-        flags = _CV2_COLOR if self.channels == 3 else _CV2_GREY
         box = self.sample_box(height, width)
-        factor = self.reduction(box) if self.reduced_decode and head.format == 'JPEG' else 1
-        buf = np.frombuffer(data, np.uint8)
-        img = cv2.imdecode(buf, flags[factor])
+        factor = self.reduction(box) if self.reduced_decode and fmt == 'JPEG' else 1
+        img = self.decode(data, factor)
         if img is not None and factor > 1 and img.shape[:2] != (
                 -(-height // factor), -(-width // factor)):
             factor = 1  # the header's size was not the decoded one: decode in full
-            img = cv2.imdecode(buf, flags[1])
+            img = self.decode(data)
         if img is None:
             return self._fail(path, *bad)
         if factor == 1 and img.shape[:2] != (height, width):

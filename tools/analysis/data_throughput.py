@@ -19,6 +19,15 @@
    One process (``--workers 0``) is one core: torch, OpenCV and Pillow run single-threaded
    there, as they do in data-loader workers.
 
+   ``--breakdown`` (with ``--loader``): where one image's time goes, in process on one
+   core, for the config's ``LoadRandomResizedCrop`` (header + box, decode, crop resize)
+   and for mmpretrain's ``LoadImageFromFile`` + ``RandomResizedCrop`` (decode, crop +
+   Pillow resize), on the same files; and the "decode floor": mmpretrain's time over its
+   decode alone, the most any path that decodes the whole image can gain.
+
+       python tools/analysis/data_throughput.py configs/mae/vit-b_800e.py --loader \
+           --breakdown --noise 10
+
 2. Default: trains a few iterations through the config's own train pipeline with the
    MMEngine runner on generated JPEGs and reports the median ``data_time`` / ``time``
    that mmengine logs, i.e. how long each step waited for data:
@@ -73,6 +82,9 @@ def parse_args():
                    help="also run mmpretrain's default MAE pipeline, alternately")
     g.add_argument('--step-rate', type=float, default=None, metavar='IMG_S',
                    help="the training step's img/s on one GPU: prints cores per GPU")
+    g.add_argument('--breakdown', action='store_true',
+                   help='per-image time of each step of the fast and mmpretrain paths '
+                        '(one core, in process), and the decode floor')
     g.add_argument('--device', default='cpu',
                    help='where a decoding data preprocessor runs (GPU-decode path)')
     return p.parse_args()
@@ -159,6 +171,65 @@ class TimedLoader:
         return self.rates[-1]
 
 
+def breakdown(files, fast, rounds: int = 3) -> list:
+    """Median ms per image of each step of the fast path (``fast``: a
+    ``LoadRandomResizedCrop``) and of mmpretrain's ``LoadImageFromFile`` +
+    ``RandomResizedCrop`` on ``files``; one core, in process. Returns ``(step, ms)`` rows."""
+    import time
+
+    import mmcv
+    from mmcv.transforms import LoadImageFromFile
+    from mmpretrain.datasets.transforms import RandomResizedCrop
+    spec = {t['type']: t for t in mmpretrain_pipeline()}['RandomResizedCrop']
+    rrc = RandomResizedCrop(**{k: v for k, v in spec.items() if k != 'type'})
+    load = LoadImageFromFile()
+    steps = ('read file', 'fast: header + box', 'fast: decode', 'fast: crop resize',
+             'fast: whole transform', 'mmpretrain: decode', 'mmpretrain: crop + resize',
+             'mmpretrain: whole transform')
+    runs = {k: [] for k in steps}
+    for _ in range(rounds):
+        t = dict.fromkeys(steps, 0.)
+        for path in files:
+            c0 = time.perf_counter()
+            with open(path, 'rb') as f:
+                data = f.read()
+            c1 = time.perf_counter()
+            h, w, _, fmt = fast.read_header(data)
+            box = fast.sample_box(h, w)
+            factor = fast.reduction(box) if fast.reduced_decode and fmt == 'JPEG' else 1
+            c2 = time.perf_counter()
+            img = fast.decode(data, factor)
+            c3 = time.perf_counter()
+            fast.resize(img, box, factor)
+            c4 = time.perf_counter()
+            fast.transform(dict(img_path=path))
+            c5 = time.perf_counter()
+            img = mmcv.imfrombytes(data, flag='color', backend='cv2')
+            c6 = time.perf_counter()
+            rrc.transform(dict(img=img, img_shape=img.shape[:2]))
+            c7 = time.perf_counter()
+            rrc.transform(load.transform(dict(img_path=path)))
+            c8 = time.perf_counter()
+            for k, (a, b) in zip(steps, ((c0, c1), (c1, c2), (c2, c3), (c3, c4), (c4, c5),
+                                         (c5, c6), (c6, c7), (c7, c8))):
+                t[k] += b - a
+        for k in steps:
+            runs[k].append(t[k] / len(files) * 1e3)
+    return [(k, statistics.median(runs[k])) for k in steps]
+
+
+def print_breakdown(rows) -> None:
+    ms = dict(rows)
+    print('\n| step (one core, in process) | ms per image |')
+    print('| --- | --- |')
+    for k, v in rows:
+        print(f'| {k} | {v:.3f} |')
+    whole = ms['mmpretrain: whole transform']
+    print(f'fast / mmpretrain (whole transforms): {whole / ms["fast: whole transform"]:.2f}x; '
+          f'decode floor (mmpretrain whole / its decode alone): '
+          f'{whole / ms["mmpretrain: decode"]:.2f}x')
+
+
 def loader_mode(args, cfg):
     """``--loader``: images/s of the train data loader per worker process and in total."""
     import cv2
@@ -168,6 +239,11 @@ def loader_mode(args, cfg):
     init_default_scope(cfg.get('default_scope', 'mmmim'))
     torch.set_num_threads(1)  # one process = one core, as in data-loader workers
     cv2.setNumThreads(1)
+    fast = [t for t in cfg.train_dataloader.dataset.pipeline
+            if t.get('type', '').split('.')[-1] == 'LoadRandomResizedCrop']
+    if args.breakdown and not fast:
+        raise SystemExit(f'--breakdown times LoadRandomResizedCrop; the train pipeline of '
+                         f'{args.config} has none (use e.g. configs/mae/vit-b_800e.py)')
     root = args.data
     if root is None:
         root = osp.join(tempfile.mkdtemp(prefix='mmmim-data-'), 'images')
@@ -175,6 +251,14 @@ def loader_mode(args, cfg):
         what = f'{args.images} generated {args.size[1]}x{args.size[0]} JPEGs'
     else:
         what = f'images under {root}'
+    if args.breakdown:
+        import glob
+
+        from mmmim.registry import TRANSFORMS
+        files = sorted(f for f in glob.glob(osp.join(root, '**', '*'), recursive=True)
+                       if osp.isfile(f))
+        print(f'config: {args.config}; data: {what}; {len(files)} files')
+        return print_breakdown(breakdown(files, TRANSFORMS.build(fast[0]), args.rounds))
     batch = args.batch_size or 32
     workers = args.workers if args.workers is not None else [cfg.train_dataloader.num_workers]
     pipelines = [('config', cfg.train_dataloader.dataset.pipeline, None)]
