@@ -130,6 +130,21 @@ def test_fast_path_equals_mmpretrain_on_the_same_box(files, box):
     assert diff.max() <= 2 and diff.mean() < 0.05  # torch's uint8 resize vs Pillow's
 
 
+def test_fast_path_draws_mmpretrains_boxes_from_the_same_seed(files):
+    # no reduced decode at 500x375: from one numpy seed, the same crops, the same pixels
+    path = files['ok.jpg']
+    ours = LoadRandomResizedCrop(224, crop_ratio_range=(0.2, 1.0), backend='pillow')
+    theirs = RandomResizedCrop(224, crop_ratio_range=(0.2, 1.0), backend='pillow',
+                               interpolation='bicubic')
+    np.random.seed(3)
+    mine = [ours(dict(img_path=path)) for _ in range(5)]
+    np.random.seed(3)
+    ref = [theirs(LoadImageFromFile()(dict(img_path=path)))['img'] for _ in range(5)]
+    assert len({tuple(r['crop_box']) for r in mine}) == 5  # five different crops
+    for r, img in zip(mine, ref):
+        assert np.array_equal(r['img'], img)
+
+
 def test_reduced_decode_is_close_to_the_full_decode(files):
     path = files['big.jpg']
     t = LoadRandomResizedCrop(224)
@@ -309,3 +324,40 @@ def test_throughput_tool_breakdown_command():
     assert '| fast: decode |' in out.stdout and 'decode floor' in out.stdout
     out = run('vit-b_800e_gpu-decode.py')  # no LoadRandomResizedCrop: refused, named
     assert out.returncode != 0 and 'LoadRandomResizedCrop' in out.stderr
+
+
+def test_header_walk_equals_pillows_header(files, tmp_path):
+    def pillow(data):  # the reference: Pillow's size with the EXIF rotation, mode, format
+        head = Image.open(io.BytesIO(data))
+        w, h = head.size
+        if head.getexif().get(0x0112, 1) in (5, 6, 7, 8):
+            w, h = h, w
+        return h, w, head.mode in ip._GREY_MODES, head.format
+
+    datas = {name: open(path, 'rb').read() for name, path in files.items()
+             if name not in ('empty.jpg', 'corrupt.jpg')}
+    img = Image.fromarray(smooth(120, 200))
+    buf = io.BytesIO()
+    img.save(buf, 'JPEG', progressive=True)
+    datas['progressive'] = buf.getvalue()
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotate 90 degrees on display
+    buf = io.BytesIO()
+    img.save(buf, 'JPEG', exif=exif)
+    datas['rotated'] = buf.getvalue()
+    t = LoadRandomResizedCrop(224)
+    for name, data in datas.items():
+        assert t.read_header(data) == pillow(data), name
+    assert ip.jpeg_frame_size(datas['ok.jpg']) == (375, 500, 3)
+    assert ip.jpeg_frame_size(datas['progressive']) == (120, 200, 3)
+    assert ip.jpeg_frame_size(datas['grey.jpg'])[2] == 1
+    assert ip.jpeg_frame_size(datas['rotated']) is None  # EXIF: Pillow reads it
+    assert ip.jpeg_frame_size(datas['png.jpg']) is None
+    # the rotated file through the fast path: OpenCV's rotation, mmpretrain's pixels
+    path = str(tmp_path / 'rotated.jpg')
+    with open(path, 'wb') as f:
+        f.write(datas['rotated'])
+    box = (10, 10, 100, 100)
+    out = fixed(LoadRandomResizedCrop(224, backend='pillow'), box)(dict(img_path=path))
+    assert out['ori_shape'] == (200, 120)
+    assert np.array_equal(out['img'], mmpretrain_crop(path, box))
