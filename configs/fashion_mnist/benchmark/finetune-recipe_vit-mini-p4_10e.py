@@ -11,11 +11,8 @@
 _base_ = ['./finetune-recipe_vit-mini-p4.py']
 max_epochs = 10
 warmup_epochs = 1
-param_scheduler = [
-    dict(type='LinearLR', start_factor=1e-3, by_epoch=True, begin=0, end=warmup_epochs,
-         convert_to_iter_based=True),
-    dict(type='CosineAnnealingLR', eta_min=1e-6, by_epoch=True, begin=warmup_epochs,
-         end=max_epochs, convert_to_iter_based=True),
-]
+__warmup, __cosine = _base_.param_scheduler
+param_scheduler = [dict(__warmup, end=warmup_epochs),
+                   dict(__cosine, begin=warmup_epochs, end=max_epochs)]
 train_cfg = dict(max_epochs=max_epochs, val_interval=2)
 default_hooks = dict(checkpoint=dict(interval=max_epochs, max_keep_ckpts=1))
