@@ -71,6 +71,9 @@ def test_sampler_checks_its_ranges():
         LoadRandomResizedCrop(224, crop_ratio_range=(0.2, 1.5))
     with pytest.raises(ValueError, match='interpolation'):
         LoadRandomResizedCrop(224, interpolation='lanczos')  # torch backend
+    with pytest.raises(ValueError, match="'cv2'"):
+        LoadRandomResizedCrop(224, backend='pil')
+    LoadRandomResizedCrop(224, interpolation='area', backend='cv2')  # mmcv's cv2 modes
 
 
 # -- files -------------------------------------------------------------------------------
@@ -130,11 +133,13 @@ def test_fast_path_equals_mmpretrain_on_the_same_box(files, box):
     assert diff.max() <= 2 and diff.mean() < 0.05  # torch's uint8 resize vs Pillow's
 
 
-def test_fast_path_draws_mmpretrains_boxes_from_the_same_seed(files):
+@pytest.mark.parametrize('backend', ['pillow', 'cv2'])
+def test_fast_path_draws_mmpretrains_boxes_from_the_same_seed(files, backend):
     # no reduced decode at 500x375: from one numpy seed, the same crops, the same pixels
+    # as mmpretrain's RandomResizedCrop with the same resize backend
     path = files['ok.jpg']
-    ours = LoadRandomResizedCrop(224, crop_ratio_range=(0.2, 1.0), backend='pillow')
-    theirs = RandomResizedCrop(224, crop_ratio_range=(0.2, 1.0), backend='pillow',
+    ours = LoadRandomResizedCrop(224, crop_ratio_range=(0.2, 1.0), backend=backend)
+    theirs = RandomResizedCrop(224, crop_ratio_range=(0.2, 1.0), backend=backend,
                                interpolation='bicubic')
     np.random.seed(3)
     mine = [ours(dict(img_path=path)) for _ in range(5)]
@@ -303,12 +308,21 @@ def test_throughput_tool_breakdown(files):
         'data_throughput', osp.join(ROOT, 'tools/analysis/data_throughput.py'))
     tool = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(tool)
-    rows = tool.breakdown([files['ok.jpg'], files['big.jpg']],
-                          LoadRandomResizedCrop(224, crop_ratio_range=(0.2, 1.0)), rounds=1)
+    paths = [files['ok.jpg'], files['big.jpg']]
+    rows = tool.breakdown(paths, LoadRandomResizedCrop(224, crop_ratio_range=(0.2, 1.0)),
+                          rounds=1)
     ms = dict(rows)
-    assert len(ms) == 8 and all(v > 0 for v in ms.values())
+    assert len(ms) == 10 and all(v > 0 for v in ms.values())
     assert {'fast: decode', 'mmpretrain: decode', 'fast: whole transform',
             'mmpretrain: whole transform'} <= set(ms)
+    mean, largest = (ms[k] for k in tool.PIXEL_ROWS)  # torch's resize vs Pillow's
+    assert 0 < mean < 0.5 and largest <= 4
+    for backend, tol in [('pillow', 0), ('cv2', 40)]:  # Pillow's own: no difference
+        ms = dict(tool.breakdown(paths, LoadRandomResizedCrop(224, backend=backend), rounds=1,
+                                 mmpretrain_backend='cv2'))
+        assert ms[tool.PIXEL_ROWS[1]] <= tol and (tol == 0) == (ms[tool.PIXEL_ROWS[0]] == 0)
+    assert tool.mmpretrain_pipeline('cv2')[1]['backend'] == 'cv2'
+    assert tool.mmpretrain_pipeline()[1]['backend'] == 'pillow'
 
 
 def test_throughput_tool_breakdown_command():

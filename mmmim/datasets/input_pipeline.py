@@ -27,9 +27,11 @@ import math
 from typing import Optional, Sequence, Tuple, Union
 
 import cv2
+import mmcv
 import numpy as np
 import torch
 import torch.nn.functional as F
+from mmcv.image.geometric import cv2_interp_codes
 from mmpretrain.datasets.transforms import RandomResizedCrop as MMPretrainRandomResizedCrop
 from PIL import Image
 
@@ -175,11 +177,15 @@ class LoadRandomResizedCrop(SafeLoadImageFromFile):
     as ``LoadImageFromFile``, EXIF orientation applied) at the largest DCT scale (1/2,
     1/4, 1/8) at which the crop still has at least the output's pixels in each
     direction; only the crop is resized, with torch's antialiased uint8 resize
-    (``backend='torch'``, default: several times faster than Pillow's and within 1-2
-    grey levels of it) or with Pillow (``backend='pillow'``: equal to
+    (``backend='torch'``, default: about 3x faster than Pillow's and within 3 grey levels
+    of it, 0.05 on average), with Pillow (``backend='pillow'``: equal to
     ``LoadImageFromFile`` + ``RandomResizedCrop(backend='pillow')`` on the same box when
-    the decode is not reduced). The image stays uint8 HWC, BGR like
-    ``LoadImageFromFile`` gives, for data preprocessors with ``to_rgb=True``.
+    the decode is not reduced) or with OpenCV through ``mmcv.imresize``
+    (``backend='cv2'``: equal to ``RandomResizedCrop(backend='cv2')``, mmpretrain's
+    default resize; 3-4x faster than torch's but not antialiased, so a downscaled crop of
+    a detailed image aliases: on average 2, at most 27 grey levels from Pillow's bicubic
+    on photo-like files; docs/speed.md measures all three). The image stays uint8 HWC,
+    BGR like ``LoadImageFromFile`` gives, for data preprocessors with ``to_rgb=True``.
 
     Bad files are handled as :class:`SafeLoadImageFromFile` does (``on_error``); grey,
     CMYK or alpha images are converted to ``channels`` (with a note for grey).
@@ -190,9 +196,9 @@ class LoadRandomResizedCrop(SafeLoadImageFromFile):
             (0.2, 1.0).
         aspect_ratio_range (tuple): default (3/4, 4/3).
         max_attempts (int): draws before the centre-crop fall-back, default 10.
-        interpolation (str): 'bicubic' (default) or 'bilinear' (both backends);
-            'nearest', 'area', 'lanczos' with ``backend='pillow'``.
-        backend (str): 'torch' (default) or 'pillow', the resize (see above).
+        interpolation (str): 'bicubic' (default) or 'bilinear' (every backend);
+            'nearest', 'area', 'lanczos' with ``backend='pillow'`` or ``'cv2'``.
+        backend (str): 'torch' (default), 'pillow' or 'cv2', the resize (see above).
         reduced_decode (bool): decode JPEGs at reduced DCT scale when the crop allows it
             without going below the output size (default True).
         on_error (str): 'raise' (default) or 'skip', as ``SafeLoadImageFromFile``.
@@ -211,9 +217,10 @@ class LoadRandomResizedCrop(SafeLoadImageFromFile):
             raise ValueError(f'{name}: channels={channels!r}; use 3 (BGR) or 1 (grey)')
         super().__init__(on_error=on_error, channels=channels, backend_args=backend_args)
         check_crop_ranges(name, crop_ratio_range, aspect_ratio_range, max_attempts)
-        if backend not in ('torch', 'pillow'):
-            raise ValueError(f"{name}: backend={backend!r}; use 'torch' or 'pillow'")
-        allowed = ('bicubic', 'bilinear') if backend == 'torch' else tuple(PIL_INTERP)
+        if backend not in ('torch', 'pillow', 'cv2'):
+            raise ValueError(f"{name}: backend={backend!r}; use 'torch', 'pillow' or 'cv2'")
+        allowed = dict(torch=('bicubic', 'bilinear'), pillow=tuple(PIL_INTERP),
+                       cv2=tuple(cv2_interp_codes))[backend]
         if interpolation not in allowed:
             raise ValueError(f'{name}: interpolation={interpolation!r} with backend='
                              f'{backend!r}; choose one of {list(allowed)}')
@@ -257,6 +264,9 @@ class LoadRandomResizedCrop(SafeLoadImageFromFile):
             out = Image.fromarray(np.ascontiguousarray(crop)).resize(
                 (out_w, out_h), PIL_INTERP[self.interpolation])
             return np.asarray(out)
+        if self.resize_backend == 'cv2':  # what RandomResizedCrop(backend='cv2') calls
+            return mmcv.imresize(crop, (out_w, out_h), interpolation=self.interpolation,
+                                 backend='cv2')
         t = torch.from_numpy(np.ascontiguousarray(crop) if crop.ndim == 2 else crop)
         t = t[None, None] if t.ndim == 2 else t.permute(2, 0, 1)[None]
         out = F.interpolate(t, size=(out_h, out_w), mode=self.interpolation, antialias=True,

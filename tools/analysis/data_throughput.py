@@ -38,6 +38,7 @@
    ``--real`` keeps the config's own data set (e.g. Fashion-MNIST) instead of JPEGs.
 """
 import argparse
+import copy
 import os.path as osp
 import statistics
 import sys
@@ -80,6 +81,10 @@ def parse_args():
                    help='alternating rounds per pipeline (the median is reported)')
     g.add_argument('--compare', action='store_true',
                    help="also run mmpretrain's default MAE pipeline, alternately")
+    g.add_argument('--mmpretrain-backend', choices=['pillow', 'cv2'], default=None,
+                   help="--compare and --breakdown: the resize backend of mmpretrain's "
+                        "RandomResizedCrop (default: the MAE pipeline's, 'pillow'); 'cv2' "
+                        "compares LoadRandomResizedCrop(backend='cv2') with the same resize")
     g.add_argument('--step-rate', type=float, default=None, metavar='IMG_S',
                    help="the training step's img/s on one GPU: prints cores per GPU")
     g.add_argument('--breakdown', action='store_true',
@@ -110,12 +115,17 @@ def write_jpegs(root: str, count: int, size, seed: int = 0, noise: float = 0.0) 
     sys.stdout.write('\n')
 
 
-def mmpretrain_pipeline() -> list:
-    """mmpretrain's default MAE pipeline, kept beside the fast one in the ImageNet data config."""
+def mmpretrain_pipeline(backend=None) -> list:
+    """mmpretrain's default MAE pipeline, kept beside the fast one in the ImageNet data config;
+    ``backend`` ('pillow' or 'cv2') replaces its RandomResizedCrop's resize backend."""
     from mmengine.config import Config
     base = osp.join(osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))),
                     'configs', '_base_', 'datasets', 'imagenet_mae.py')
-    return Config.fromfile(base).to_dict()['mmpretrain_train_pipeline']
+    pipeline = Config.fromfile(base).to_dict()['mmpretrain_train_pipeline']
+    for t in pipeline:
+        if backend and t['type'] == 'RandomResizedCrop':
+            t['backend'] = backend
+    return pipeline
 
 
 LOADERS = ('LoadImageFromFile', 'SafeLoadImageFromFile', 'LoadRandomResizedCrop',
@@ -131,7 +141,6 @@ def with_loader(pipeline):
 
 
 def loader_cfg(cfg_loader, root, pipeline, batch_size, workers, collate=None):
-    import copy
     loader = copy.deepcopy(cfg_loader)
     loader.dataset = dict(type='mmpretrain.CustomDataset', data_root=root, with_label=False,
                           pipeline=with_loader(pipeline))
@@ -171,18 +180,24 @@ class TimedLoader:
         return self.rates[-1]
 
 
-def breakdown(files, fast, rounds: int = 3) -> list:
+def breakdown(files, fast, rounds: int = 3, mmpretrain_backend=None) -> list:
     """Median ms per image of each step of the fast path (``fast``: a
     ``LoadRandomResizedCrop``) and of mmpretrain's ``LoadImageFromFile`` +
-    ``RandomResizedCrop`` on ``files``; one core, in process. Returns ``(step, ms)`` rows."""
+    ``RandomResizedCrop`` (its resize backend replaced by ``mmpretrain_backend`` if given)
+    on ``files``; one core, in process. Returns ``(step, ms)`` rows, then two
+    ``(what, grey levels)`` rows: the mean and the largest absolute difference between the
+    fast path's resize and Pillow's (the MAE pipeline's) on the same boxes."""
     import time
 
     import mmcv
     from mmcv.transforms import LoadImageFromFile
     from mmpretrain.datasets.transforms import RandomResizedCrop
-    spec = {t['type']: t for t in mmpretrain_pipeline()}['RandomResizedCrop']
+    spec = {t['type']: t for t in mmpretrain_pipeline(mmpretrain_backend)}['RandomResizedCrop']
     rrc = RandomResizedCrop(**{k: v for k, v in spec.items() if k != 'type'})
     load = LoadImageFromFile()
+    pillow = copy.copy(fast)  # the same box through Pillow's resize: the reference pixels
+    pillow.resize_backend = 'pillow'
+    diffs = []
     steps = ('read file', 'fast: header + box', 'fast: decode', 'fast: crop resize',
              'fast: whole transform', 'mmpretrain: decode', 'mmpretrain: crop + resize',
              'mmpretrain: whole transform')
@@ -200,8 +215,10 @@ def breakdown(files, fast, rounds: int = 3) -> list:
             c2 = time.perf_counter()
             img = fast.decode(data, factor)
             c3 = time.perf_counter()
-            fast.resize(img, box, factor)
+            out = fast.resize(img, box, factor)
             c4 = time.perf_counter()
+            if not runs['read file']:  # first round: the pixels against Pillow's
+                diffs.append(np.abs(out.astype(np.int16) - pillow.resize(img, box, factor)))
             fast.transform(dict(img_path=path))
             c5 = time.perf_counter()
             img = mmcv.imfrombytes(data, flag='color', backend='cv2')
@@ -215,7 +232,13 @@ def breakdown(files, fast, rounds: int = 3) -> list:
                 t[k] += b - a
         for k in steps:
             runs[k].append(t[k] / len(files) * 1e3)
-    return [(k, statistics.median(runs[k])) for k in steps]
+    return [(k, statistics.median(runs[k])) for k in steps] + [
+        (PIXEL_ROWS[0], float(np.mean([d.mean() for d in diffs]))),
+        (PIXEL_ROWS[1], float(max(d.max() for d in diffs)))]
+
+
+PIXEL_ROWS = ("fast vs Pillow's resize, same boxes: mean |difference|",
+              "fast vs Pillow's resize, same boxes: largest |difference|")
 
 
 def print_breakdown(rows) -> None:
@@ -223,7 +246,10 @@ def print_breakdown(rows) -> None:
     print('\n| step (one core, in process) | ms per image |')
     print('| --- | --- |')
     for k, v in rows:
-        print(f'| {k} | {v:.3f} |')
+        if k not in PIXEL_ROWS:
+            print(f'| {k} | {v:.3f} |')
+    print(f'{PIXEL_ROWS[0]}: {ms[PIXEL_ROWS[0]]:.2f} grey levels; largest: '
+          f'{ms[PIXEL_ROWS[1]]:.0f}')
     whole = ms['mmpretrain: whole transform']
     print(f'fast / mmpretrain (whole transforms): {whole / ms["fast: whole transform"]:.2f}x; '
           f'decode floor (mmpretrain whole / its decode alone): '
@@ -258,14 +284,15 @@ def loader_mode(args, cfg):
         files = sorted(f for f in glob.glob(osp.join(root, '**', '*'), recursive=True)
                        if osp.isfile(f))
         print(f'config: {args.config}; data: {what}; {len(files)} files')
-        return print_breakdown(breakdown(files, TRANSFORMS.build(fast[0]), args.rounds))
+        return print_breakdown(breakdown(files, TRANSFORMS.build(fast[0]), args.rounds,
+                                         args.mmpretrain_backend))
     batch = args.batch_size or 32
     workers = args.workers if args.workers is not None else [cfg.train_dataloader.num_workers]
     pipelines = [('config', cfg.train_dataloader.dataset.pipeline, None)]
     if args.pipeline == 'mmpretrain':
         pipelines = []
     if args.compare or args.pipeline == 'mmpretrain':
-        pipelines.append(('mmpretrain', mmpretrain_pipeline(),
+        pipelines.append(('mmpretrain', mmpretrain_pipeline(args.mmpretrain_backend),
                           dict(type='default_collate')))
     pre_cfg = cfg.model.get('data_preprocessor', {})
     decodes = (pre_cfg.get('type', '').split('.')[-1] == 'JpegDecodeDataPreprocessor'
