@@ -113,6 +113,8 @@ def _lrs(cfg_path):
 @pytest.mark.parametrize('path, lr, decay, layers', [
     ('configs/fashion_mnist/benchmark/cpu/finetune-10pct.py', 3e-3, 0.75, 6),
     ('configs/fashion_mnist/benchmark/finetune-recipe_vit-mini-p4.py', 2e-3, 0.65, 6),
+    ('configs/fashion_mnist/benchmark/finetune-recipe_vit-mini-p4_10e.py', 2e-3, 0.65, 6),
+    ('configs/fashion_mnist/benchmark/finetune-recipe_vit-mini-p4_12e_scratch.py', 2e-3, 0.65, 6),
 ])
 def test_finetune_recipes_use_the_configured_lr_and_layer_decay(path, lr, decay, layers):
     cfg, lrs = _lrs(osp.join(bench.ROOT, path))
@@ -127,6 +129,49 @@ def test_finetune_recipes_use_the_configured_lr_and_layer_decay(path, lr, decay,
         w = f'backbone.layers.{i}.ffn.layers.0.0.weight'
         assert lrs[w] == pytest.approx(lr * decay ** (layers - i), rel=1e-6)
     assert lrs['backbone.patch_embed.projection.weight'] == pytest.approx(lr * decay ** (layers + 1))
+
+
+def _recipe(name):
+    return Config.fromfile(osp.join(bench.ROOT, 'configs/fashion_mnist/benchmark', name))
+
+
+@pytest.mark.parametrize('name, epochs, pretrained', [
+    ('finetune-recipe_vit-mini-p4_10e.py', 10, True),
+    ('finetune-recipe_vit-mini-p4_12e_scratch.py', 12, False),
+])
+def test_shortened_recipes_keep_the_recipe_but_its_length(name, epochs, pretrained):
+    full, cfg = _recipe('finetune-recipe_vit-mini-p4.py'), _recipe(name)
+    warm, cos = cfg.param_scheduler
+    assert cfg.train_cfg.max_epochs == epochs and (warm.end, cos.begin, cos.end) == (1, 1, epochs)
+    for a, b in zip(full.param_scheduler, cfg.param_scheduler):  # the same kinds and factors
+        assert {k: v for k, v in a.items() if k not in ('begin', 'end')} == \
+            {k: v for k, v in b.items() if k not in ('begin', 'end')}
+    assert cfg.train_dataloader.dataset.pipeline == full.train_dataloader.dataset.pipeline
+    assert cfg.default_hooks.checkpoint.interval == epochs
+    assert (cfg.model.backbone.init_cfg is not None) is pretrained
+
+
+def test_scratch_recipe_gets_the_mae_arms_total_flops():
+    """12 epochs from scratch = 10 fine-tune epochs + the main job's MAE pre-training, in
+    counted FLOPs (tools/benchmark.py's counter), to the nearest epoch."""
+    from mmengine.dataset import default_collate
+
+    from mmmim.datasets.fashion_mnist import DEFAULT_ROOT, FashionMNISTDataset
+    ds = FashionMNISTDataset(data_root=DEFAULT_ROOT, split='train', indices=32,
+                             pipeline=[dict(type='PackInputs')])  # the configs' 32x32 padding
+    batch = default_collate([ds[i] for i in range(len(ds))])
+    mae = Config.fromfile(osp.join(bench.ROOT, 'configs/fashion_mnist/mae_vit-mini-p4_4e.py'))
+    ft, scratch = _recipe('finetune-recipe_vit-mini-p4_10e.py'), \
+        _recipe('finetune-recipe_vit-mini-p4_12e_scratch.py')
+    per_epoch = {}
+    for key, cfg in (('mae', mae), ('ft', ft)):
+        model = cfg.model.to_dict()
+        model['backbone']['init_cfg'] = None
+        assert cfg.train_dataloader.batch_size == bench.BATCH
+        per_epoch[key] = bench.iter_flops(model, cfg.optim_wrapper.to_dict(), batch)
+    pretrain_epochs = per_epoch['mae'] * mae.train_cfg.max_epochs / per_epoch['ft']
+    assert 1 < pretrain_epochs < 3  # the comment's 1.8
+    assert scratch.train_cfg.max_epochs == round(ft.train_cfg.max_epochs + pretrain_epochs)
 
 
 def test_runs_use_mixed_precision_unless_told(tmp_path, monkeypatch):
