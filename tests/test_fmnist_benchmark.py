@@ -154,12 +154,7 @@ def test_shortened_recipes_keep_the_recipe_but_its_length(name, epochs, pretrain
 def test_scratch_recipe_gets_the_mae_arms_total_flops():
     """12 epochs from scratch = 10 fine-tune epochs + the main job's MAE pre-training, in
     counted FLOPs (tools/benchmark.py's counter), to the nearest epoch."""
-    from mmengine.dataset import default_collate
-
-    from mmmim.datasets.fashion_mnist import DEFAULT_ROOT, FashionMNISTDataset
-    ds = FashionMNISTDataset(data_root=DEFAULT_ROOT, split='train', indices=32,
-                             pipeline=[dict(type='PackInputs')])  # the configs' 32x32 padding
-    batch = default_collate([ds[i] for i in range(len(ds))])
+    batch = bench.count_batch(pad_to=32)  # the configs' padding (the data set's default)
     mae = Config.fromfile(osp.join(bench.ROOT, 'configs/fashion_mnist/mae_vit-mini-p4_4e.py'))
     ft, scratch = _recipe('finetune-recipe_vit-mini-p4_10e.py'), \
         _recipe('finetune-recipe_vit-mini-p4_12e_scratch.py')

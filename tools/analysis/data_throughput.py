@@ -202,7 +202,7 @@ def breakdown(files, fast, rounds: int = 3, mmpretrain_backend=None) -> list:
              'fast: whole transform', 'mmpretrain: decode', 'mmpretrain: crop + resize',
              'mmpretrain: whole transform')
     runs = {k: [] for k in steps}
-    for _ in range(rounds):
+    for r in range(rounds):
         t = dict.fromkeys(steps, 0.)
         for path in files:
             c0 = time.perf_counter()
@@ -217,7 +217,7 @@ def breakdown(files, fast, rounds: int = 3, mmpretrain_backend=None) -> list:
             c3 = time.perf_counter()
             out = fast.resize(img, box, factor)
             c4 = time.perf_counter()
-            if not runs['read file']:  # first round: the pixels against Pillow's
+            if r == 0:  # the pixels against Pillow's, once
                 diffs.append(np.abs(out.astype(np.int16) - pillow.resize(img, box, factor)))
             fast.transform(dict(img_path=path))
             c5 = time.perf_counter()
