@@ -277,6 +277,12 @@ def test_configs_use_the_paths(files):
     loader = cfg.train_dataloader
     assert loader.pin_memory and loader.persistent_workers
     assert loader.dataset.pipeline[0].type == 'LoadRandomResizedCrop'
+    # the OpenCV-resize variant: the same config but the loader's resize backend
+    cv = Config.fromfile(osp.join(ROOT, 'configs/mae/vit-b_800e_cv2-resize.py')).to_dict()
+    base = cfg.to_dict()
+    assert cv['train_dataloader']['dataset']['pipeline'][0].pop('backend') == 'cv2'
+    assert 'backend' not in base['train_dataloader']['dataset']['pipeline'][0]
+    assert cv == base
     gpu = Config.fromfile(osp.join(ROOT, 'configs/mae/vit-b_800e_gpu-decode.py'))
     assert gpu.train_dataloader.collate_fn.type == 'pseudo_collate'
     model_cfg = gpu.model
