@@ -115,6 +115,7 @@ def _lrs(cfg_path):
     ('configs/fashion_mnist/benchmark/finetune-recipe_vit-mini-p4.py', 2e-3, 0.65, 6),
     ('configs/fashion_mnist/benchmark/finetune-recipe_vit-mini-p4_10e.py', 2e-3, 0.65, 6),
     ('configs/fashion_mnist/benchmark/finetune-recipe_vit-mini-p4_12e_scratch.py', 2e-3, 0.65, 6),
+    ('configs/fashion_mnist/benchmark/finetune-recipe_vit-mini-p4_15e.py', 2e-3, 0.65, 6),
 ])
 def test_finetune_recipes_use_the_configured_lr_and_layer_decay(path, lr, decay, layers):
     cfg, lrs = _lrs(osp.join(bench.ROOT, path))
@@ -138,6 +139,7 @@ def _recipe(name):
 @pytest.mark.parametrize('name, epochs, pretrained', [
     ('finetune-recipe_vit-mini-p4_10e.py', 10, True),
     ('finetune-recipe_vit-mini-p4_12e_scratch.py', 12, False),
+    ('finetune-recipe_vit-mini-p4_15e.py', 15, True),
 ])
 def test_shortened_recipes_keep_the_recipe_but_its_length(name, epochs, pretrained):
     full, cfg = _recipe('finetune-recipe_vit-mini-p4.py'), _recipe(name)
