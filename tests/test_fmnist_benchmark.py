@@ -153,6 +153,14 @@ def test_shortened_recipes_keep_the_recipe_but_its_length(name, epochs, pretrain
     assert (cfg.model.backbone.init_cfg is not None) is pretrained
 
 
+def test_the_50_epoch_recipe_keeps_a_checkpoint_every_epoch():
+    """A CPU run of it takes hours: --resume must find the newest epoch, not start over."""
+    full = _recipe('finetune-recipe_vit-mini-p4.py')
+    assert full.train_cfg.max_epochs == 50
+    assert full.default_hooks.checkpoint.interval == 1
+    assert full.default_hooks.checkpoint.max_keep_ckpts == 1
+
+
 def test_scratch_recipe_gets_the_mae_arms_total_flops():
     """12 epochs from scratch = 10 fine-tune epochs + the main job's MAE pre-training, in
     counted FLOPs (tools/benchmark.py's counter), to the nearest epoch."""
