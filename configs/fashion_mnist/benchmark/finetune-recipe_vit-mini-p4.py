@@ -7,7 +7,7 @@
 #   python tools/train.py configs/fashion_mnist/benchmark/finetune-recipe_vit-mini-p4.py \
 #       --cfg-options model.backbone.init_cfg.checkpoint=work_dirs/mae_vit-mini-p4_4e/epoch_4.pth
 # It keeps the base config's checkpoint every epoch (the newest one kept), so that a run
-# too long for one sitting (2.4-3.1 h on 2 AVX-512/bf16 CPU cores with --amp) continues
+# too long for one sitting (2.5-3.2 h on 2 AVX-512/bf16 CPU cores with --amp) continues
 # where it stopped: the same command with --resume and the same --work-dir.
 _base_ = ['../finetune_vit-mini-p4.py']
 max_epochs = 50
