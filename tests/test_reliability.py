@@ -103,6 +103,34 @@ def test_kill_mid_epoch_then_resume_continues_the_loss_curve(tmp_path, images):
     assert {n for n in before if not n.startswith('iter_')} <= set(os.listdir(work))
 
 
+@pytest.mark.parametrize('persistent', [False, True])
+def test_resume_at_epoch_end_with_workers(tmp_path, images, persistent):
+    """Resumed from an iteration checkpoint saved at an epoch's last batch (iter 8 of 8),
+    with augmentation (RandomFlip) in 2 dataloader workers: the run goes on with epoch 2
+    (it does not train epoch 1 again) and, with workers started anew each epoch, logs the
+    uninterrupted run's losses. Persistent workers keep their random streams in the
+    worker processes, which a checkpoint cannot hold: the resumed run warns that it is
+    not bit-identical."""
+    opts = ['train_dataloader.num_workers=2', f'train_dataloader.persistent_workers={persistent}',
+            'default_hooks.checkpoint.max_keep_ckpts=10']
+    ref = str(tmp_path / 'ref')
+    rc, log = _run(_cmd(ref, images) + opts)
+    assert rc == 0, log[-3000:]
+    expected = _losses(ref)
+    work = str(tmp_path / 'work')
+    rc, log = _run(_cmd(work, images, '--resume', osp.join(ref, 'iter_8.pth')) + opts)
+    assert rc == 0, log[-3000:]
+    assert 'resumed epoch: 0, iter: 8' in log
+    resumed = _losses(work)
+    assert sorted(resumed) == list(range(9, 17))  # epoch 2 only, not epoch 1 again
+    assert 'Epoch(train) [2][8/8]' in log and 'Epoch(train) [1]' not in log
+    warned = 'ResumeStateHook: the training dataloader keeps its workers' in log
+    assert warned == persistent
+    if not persistent:
+        for it in resumed:
+            assert resumed[it] == pytest.approx(expected[it], rel=1e-5, abs=1e-6), it
+
+
 def test_checkpoint_write_is_atomic(tmp_path, monkeypatch):
     """A save that dies half-way leaves the previous file intact and no partial file."""
     path = str(tmp_path / 'iter_2.pth')

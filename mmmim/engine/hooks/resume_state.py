@@ -83,9 +83,14 @@ class ResumeStateHook(Hook):
     the masks).
 
     Resumed runs reproduce the uninterrupted run's losses when data augmentation is
-    deterministic or runs in dataloader workers (``num_workers > 0``); random
-    augmentation in the main process (``num_workers=0``) of an ``IterBasedTrainLoop``
-    continues from a different random state after resuming. The checkpoint must come
+    deterministic, runs in the main process (``num_workers=0``) of an
+    ``EpochBasedTrainLoop``, or runs in workers that are started anew every epoch
+    (``persistent_workers=False``) and the run resumes at an epoch boundary. Not
+    bit-identical (correct, but other augmentations are drawn after resuming; a warning
+    says so): random augmentation in persistent workers (``persistent_workers=True``,
+    whose random streams live in the worker processes and restart from the seed), in
+    workers when resuming in the middle of an epoch, and in the main process of an
+    ``IterBasedTrainLoop``. The checkpoint must come
     from a run with the same number of processes for per-rank states to be restored
     (otherwise they are skipped with a warning).
 
@@ -156,10 +161,21 @@ class ResumeStateHook(Hook):
         if runner.iter == 0:  # a fresh run (or load_from): nothing to continue
             self._loaded = None
             return
+        if getattr(loader, 'persistent_workers', False) and getattr(loader, 'num_workers', 0):
+            print_log('ResumeStateHook: the training dataloader keeps its workers between '
+                      'epochs (persistent_workers=True); their random-number streams (random '
+                      'augmentation) are not in the checkpoint and restart from the seed, so '
+                      'from here on this run draws other augmentations than an uninterrupted '
+                      'run would (it is correct, not bit-identical). For bit-identical '
+                      'resumption train with train_dataloader.persistent_workers=False.',
+                      logger='current', level=30)
         loop = runner.train_loop
         if isinstance(loop, EpochBasedTrainLoop):
+            # a checkpoint saved by iteration at an epoch's last batch has done ==
+            # len(loader): the epoch is trained but its after_train_epoch (validation,
+            # epoch checkpoints) is not done yet, so skip all its batches, not none
             done = runner.iter - runner.epoch * len(loader)
-            if 0 < done < len(loader):
+            if 0 < done <= len(loader):
                 self._skip_in_epoch(runner, loop, loader, done)
             self._restore(runner)  # nothing draws random numbers before the next batch
         else:
