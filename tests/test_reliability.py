@@ -104,31 +104,40 @@ def test_kill_mid_epoch_then_resume_continues_the_loss_curve(tmp_path, images):
 
 
 @pytest.mark.parametrize('persistent', [False, True])
-def test_resume_at_epoch_end_with_workers(tmp_path, images, persistent):
-    """Resumed from an iteration checkpoint saved at an epoch's last batch (iter 8 of 8),
-    with augmentation (RandomFlip) in 2 dataloader workers: the run goes on with epoch 2
-    (it does not train epoch 1 again) and, with workers started anew each epoch, logs the
-    uninterrupted run's losses. Persistent workers keep their random streams in the
-    worker processes, which a checkpoint cannot hold: the resumed run warns that it is
-    not bit-identical."""
+def test_resume_with_dataloader_workers(tmp_path, images, persistent):
+    """Augmentation (RandomFlip) in 2 dataloader workers, resumed from iteration
+    checkpoints of an uninterrupted run:
+    - at an epoch's last batch (iter 8 of 8), the run goes on with epoch 2 (it does not
+      train epoch 1 again); with workers started anew each epoch it logs the
+      uninterrupted run's losses; persistent workers keep their random streams in the
+      worker processes, which no checkpoint holds: the run warns it is not bit-identical;
+    - with ``replay_data_loading=True`` (the data already trained on is loaded again, not
+      trained on) the losses are the uninterrupted run's, at the end of epoch 1 and in the
+      middle of epoch 2 (iter 12: persistent workers replay epoch 1 too), and nothing
+      warns."""
     opts = ['train_dataloader.num_workers=2', f'train_dataloader.persistent_workers={persistent}',
             'default_hooks.checkpoint.max_keep_ckpts=10']
+    replay = ['default_hooks.resume_state.replay_data_loading=True']
     ref = str(tmp_path / 'ref')
     rc, log = _run(_cmd(ref, images) + opts)
     assert rc == 0, log[-3000:]
     expected = _losses(ref)
-    work = str(tmp_path / 'work')
-    rc, log = _run(_cmd(work, images, '--resume', osp.join(ref, 'iter_8.pth')) + opts)
-    assert rc == 0, log[-3000:]
-    assert 'resumed epoch: 0, iter: 8' in log
-    resumed = _losses(work)
-    assert sorted(resumed) == list(range(9, 17))  # epoch 2 only, not epoch 1 again
-    assert 'Epoch(train) [2][8/8]' in log and 'Epoch(train) [1]' not in log
-    warned = 'ResumeStateHook: the training dataloader keeps its workers' in log
-    assert warned == persistent
-    if not persistent:
-        for it in resumed:
-            assert resumed[it] == pytest.approx(expected[it], rel=1e-5, abs=1e-6), it
+    warning = 'ResumeStateHook: the training dataloader runs in workers'
+    for name, ckpt, extra, exact in [('plain', 8, [], not persistent),
+                                     ('replay', 8, replay, True),
+                                     ('replay_mid', 12, replay, True)]:
+        work = str(tmp_path / name)
+        rc, log = _run(_cmd(work, images, '--resume', osp.join(ref, f'iter_{ckpt}.pth'))
+                       + opts + extra)
+        assert rc == 0, log[-3000:]
+        assert f'resumed epoch: {(ckpt - 1) // 8}, iter: {ckpt}' in log
+        resumed = _losses(work)
+        assert sorted(resumed) == list(range(ckpt + 1, 17)), name  # no epoch trained twice
+        assert 'Epoch(train) [2][8/8]' in log and 'Epoch(train) [3]' not in log
+        assert (warning in log) == (not exact), name
+        if exact:
+            for it in resumed:
+                assert resumed[it] == pytest.approx(expected[it], rel=1e-5, abs=1e-6), (name, it)
 
 
 def test_checkpoint_write_is_atomic(tmp_path, monkeypatch):

@@ -1,5 +1,6 @@
 """Exact resumption: random-number state and the data position in the checkpoint."""
 import random
+import time
 from typing import Optional
 
 import numpy as np
@@ -36,6 +37,15 @@ def set_rng_state(state: dict) -> None:
 def _tuples(value):
     """Python's and numpy's set_state want tuples; a checkpoint round trip may give lists."""
     return tuple(_tuples(v) for v in value) if isinstance(value, (list, tuple)) else value
+
+
+def _set_sampler_epoch(loader, epoch: int) -> None:
+    """What mmengine's DistSamplerSeedHook does before every training epoch."""
+    for sampler in (getattr(loader, 'sampler', None),
+                    getattr(getattr(loader, 'batch_sampler', None), 'sampler', None)):
+        if hasattr(sampler, 'set_epoch'):
+            sampler.set_epoch(epoch)
+            return
 
 
 class _SkipFirst:
@@ -84,22 +94,29 @@ class ResumeStateHook(Hook):
 
     Resumed runs reproduce the uninterrupted run's losses when data augmentation is
     deterministic, runs in the main process (``num_workers=0``) of an
-    ``EpochBasedTrainLoop``, or runs in workers that are started anew every epoch
-    (``persistent_workers=False``) and the run resumes at an epoch boundary. Not
-    bit-identical (correct, but other augmentations are drawn after resuming; a warning
-    says so): random augmentation in persistent workers (``persistent_workers=True``,
-    whose random streams live in the worker processes and restart from the seed), in
-    workers when resuming in the middle of an epoch, and in the main process of an
-    ``IterBasedTrainLoop``. The checkpoint must come
-    from a run with the same number of processes for per-rank states to be restored
-    (otherwise they are skipped with a warning).
+    ``EpochBasedTrainLoop``, or runs in workers that are started anew every epoch and
+    the run resumes at an epoch boundary. Random augmentation in workers otherwise draws
+    from streams that live in the worker processes, which no checkpoint can hold
+    (persistent workers restart them from the seed; a mid-epoch resume hands the
+    remaining batches to other workers): the run warns it is not bit-identical, unless
+    ``replay_data_loading=True``, which loads the data loaded before the checkpoint
+    again (without training on it) so the workers' streams stand where they stood, at
+    the cost of that loading time. Random augmentation in the main process of an
+    ``IterBasedTrainLoop`` continues from a different random state after resuming. The
+    checkpoint must come from a run with the same number of processes for per-rank
+    states to be restored (otherwise they are skipped with a warning).
 
-    Config keys: none. Included in ``configs/_base_/default_runtime.py`` as
-    ``default_hooks.resume_state``.
+    Args:
+        replay_data_loading: on resuming with dataloader workers, load the data loaded
+            before the checkpoint again, untrained on, for bit-identical resumption.
+            Default False (it costs that loading time).
+
+    Included in ``configs/_base_/default_runtime.py`` as ``default_hooks.resume_state``.
     """
     priority = 'LOW'  # after_train_iter before CheckpointHook (VERY_LOW)
 
-    def __init__(self):
+    def __init__(self, replay_data_loading: bool = False):
+        self.replay_data_loading = replay_data_loading
         self._gathered: Optional[list] = None
         self._loaded: Optional[list] = None
         self._restore_at_first_iter = False
@@ -161,26 +178,58 @@ class ResumeStateHook(Hook):
         if runner.iter == 0:  # a fresh run (or load_from): nothing to continue
             self._loaded = None
             return
-        if getattr(loader, 'persistent_workers', False) and getattr(loader, 'num_workers', 0):
-            print_log('ResumeStateHook: the training dataloader keeps its workers between '
-                      'epochs (persistent_workers=True); their random-number streams (random '
-                      'augmentation) are not in the checkpoint and restart from the seed, so '
-                      'from here on this run draws other augmentations than an uninterrupted '
-                      'run would (it is correct, not bit-identical). For bit-identical '
-                      'resumption train with train_dataloader.persistent_workers=False.',
-                      logger='current', level=30)
         loop = runner.train_loop
-        if isinstance(loop, EpochBasedTrainLoop):
-            # a checkpoint saved by iteration at an epoch's last batch has done ==
-            # len(loader): the epoch is trained but its after_train_epoch (validation,
-            # epoch checkpoints) is not done yet, so skip all its batches, not none
-            done = runner.iter - runner.epoch * len(loader)
+        if not isinstance(loop, EpochBasedTrainLoop):
+            # IterBasedTrainLoop fetches (and discards) the trained batches first, which
+            # also replays the dataloader workers' random streams
+            self._restore_at_first_iter = True
+            return
+        # a checkpoint saved by iteration at an epoch's last batch has done == len(loader):
+        # the epoch is trained but its after_train_epoch (validation, epoch checkpoints)
+        # is not done yet, so all its batches are skipped, not none
+        done = runner.iter - runner.epoch * len(loader)
+        workers = getattr(loader, 'num_workers', 0) > 0
+        persistent = workers and getattr(loader, 'persistent_workers', False)
+        if workers and self.replay_data_loading:
+            self._replay(runner, loop, loader, done, persistent)
+        else:
+            if persistent or (workers and 0 < done < len(loader)):
+                why = ('the workers are kept between epochs (persistent_workers=True)'
+                       if persistent else 'this checkpoint is from the middle of an epoch')
+                print_log(f'ResumeStateHook: the training dataloader runs in workers and {why}; '
+                          'their random-number streams (random augmentation) live in the '
+                          'worker processes, which no checkpoint holds, so from here on this '
+                          'run draws other augmentations than an uninterrupted run would (it '
+                          'is correct, not bit-identical). For bit-identical resumption set '
+                          'default_hooks.resume_state.replay_data_loading=True (loads the '
+                          'data already trained on again, without training on it).',
+                          logger='current', level=30)
             if 0 < done <= len(loader):
                 self._skip_in_epoch(runner, loop, loader, done)
-            self._restore(runner)  # nothing draws random numbers before the next batch
-        else:
-            # IterBasedTrainLoop fetches (and discards) the trained batches first
-            self._restore_at_first_iter = True
+        self._restore(runner)  # nothing draws random numbers before the next batch
+
+    def _replay(self, runner, loop, loader, done: int, persistent: bool):
+        """Load again (and throw away) what the run loaded before its checkpoint, so the
+        workers' random streams stand where they stood: every earlier epoch when the
+        workers persist across epochs, and the current epoch's first ``done`` batches
+        (their ``run_iter`` is dropped, so they are not trained on again)."""
+        epochs = runner.epoch if persistent else 0
+        start = time.perf_counter()
+        for epoch in range(epochs):
+            _set_sampler_epoch(loader, epoch)
+            for _ in loader:
+                pass
+        _set_sampler_epoch(loader, runner.epoch)
+        if 0 < done:
+            run_iter = loop.run_iter
+            loop.run_iter = lambda idx, data_batch: (run_iter(idx, data_batch)
+                                                     if idx >= done else None)
+            self._shifted_loop = loop
+        print_log(f'ResumeStateHook: loaded the data of {epochs} earlier epoch(s) again in '
+                  f'{time.perf_counter() - start:.1f} s, and loads the first {done} batches of '
+                  f'epoch {runner.epoch + 1} again without training on them, so the dataloader '
+                  f'workers continue their random streams as in an uninterrupted run',
+                  logger='current')
 
     def before_train_iter(self, runner, batch_idx, data_batch=None):
         if self._restore_at_first_iter:
