@@ -221,3 +221,16 @@ def test_quick_is_a_small_smoke_run_of_every_row(tmp_path):
                                                            bench.QUICK['probe_test'])
         if stage['name'] == 'gan-mae/pretrain':
             assert 0 < cfg.model.adv_warmup_iters < bench.QUICK['iters']
+
+
+def test_the_16_epoch_mae_is_the_main_job_but_its_length():
+    """The longer pre-training tests one lever only: its cosine must reach the 16th epoch
+    (an inherited end=4 would train epochs 5-16 at lr 0) and nothing else may change."""
+    base = Config.fromfile(osp.join(bench.ROOT, 'configs/fashion_mnist/mae_vit-mini-p4_4e.py'))
+    cfg = Config.fromfile(osp.join(bench.ROOT, 'configs/fashion_mnist/mae_vit-mini-p4_16e.py'))
+    warm, cos = cfg.param_scheduler
+    assert cfg.train_cfg.max_epochs == 16
+    assert (warm.begin, warm.end, cos.begin, cos.end) == (0, 1, 1, 16)
+    assert warm == base.param_scheduler[0]
+    for key in ('model', 'optim_wrapper', 'train_dataloader', 'custom_hooks', 'randomness'):
+        assert cfg[key] == base[key], key

@@ -219,12 +219,14 @@ class ResumeStateHook(Hook):
             _set_sampler_epoch(loader, epoch)
             for _ in loader:
                 pass
-        _set_sampler_epoch(loader, runner.epoch)
+        _set_sampler_epoch(loader, runner.epoch)  # as DistSamplerSeedHook will, if present
         if 0 < done:
             run_iter = loop.run_iter
             loop.run_iter = lambda idx, data_batch: (run_iter(idx, data_batch)
                                                      if idx >= done else None)
             self._shifted_loop = loop
+        if epochs == 0 and done == 0:  # an epoch boundary with fresh workers: nothing to load
+            return
         print_log(f'ResumeStateHook: loaded the data of {epochs} earlier epoch(s) again in '
                   f'{time.perf_counter() - start:.1f} s, and loads the first {done} batches of '
                   f'epoch {runner.epoch + 1} again without training on them, so the dataloader '
