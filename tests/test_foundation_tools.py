@@ -261,6 +261,44 @@ def test_test_tool_evaluates_and_refuses_unsafe_checkpoints(tmp_path):
     assert not marker.exists()
 
 
+def test_test_tool_tta_averages_the_scores_of_the_image_and_its_mirror(tmp_path):
+    rng = np.random.default_rng(2)
+    images = {}
+    for cls in ('a', 'b'):
+        os.makedirs(tmp_path / 'data' / cls)
+        for i in range(3):
+            img = rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)
+            Image.fromarray(img).save(tmp_path / 'data' / cls / f'{i}.png')
+            images[f'{cls}/{i}.png'] = img
+    from mmmim.registry import MODELS
+    torch.manual_seed(0)
+    model = MODELS.build(Config.fromfile(CLS_CONFIG).model).eval()
+    torch.save({'state_dict': model.state_dict(), 'meta': {'iter': 0}}, tmp_path / 'cls.pth')
+    out = tmp_path / 'preds.pkl'
+    test_tool.main([CLS_CONFIG, str(tmp_path / 'cls.pth'), '--work-dir', str(tmp_path / 'w'),
+                    '--out', str(out), '--tta', '--cfg-options',
+                    f'test_dataloader.dataset.data_root={tmp_path / "data"}'])
+    import pickle
+    with open(out, 'rb') as f:
+        preds = pickle.load(f)
+    assert len(preds) == 6
+    for pred in preds:
+        img = images[osp.relpath(pred['img_path'], tmp_path / 'data')]
+        # the image as LoadImageFromFile reads it (BGR), and its horizontal mirror
+        views = np.stack([img[..., ::-1], img[:, ::-1, ::-1]]).transpose(0, 3, 1, 2)
+        with torch.no_grad():
+            batch = model.data_preprocessor({'inputs': torch.from_numpy(views.copy())})
+            scores = model(batch['inputs'], mode='tensor').softmax(-1).mean(0)
+        torch.testing.assert_close(pred['pred_score'], scores, rtol=1e-4, atol=1e-5)
+        assert not torch.allclose(scores, model(batch['inputs'][:1], mode='tensor').softmax(-1)[0],
+                                  atol=1e-4)  # the mirror changed the scores: it was averaged in
+
+    cfg = Config.fromfile(CLS_CONFIG)
+    cfg.test_dataloader.dataset.pipeline = [dict(type='mmpretrain.LoadImageFromFile')]
+    with pytest.raises(ValueError, match='tta_pipeline'):
+        test_tool.with_tta(cfg)
+
+
 def test_the_pinned_stack_imports_side_by_side():
     """mmpretrain 1.2 breaks beside some transformers releases: the pinned one must not."""
     import subprocess
