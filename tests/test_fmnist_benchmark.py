@@ -179,9 +179,15 @@ def test_scratch_recipe_gets_the_mae_arms_total_flops():
     assert scratch.train_cfg.max_epochs == round(ft.train_cfg.max_epochs + pretrain_epochs)
 
 
+class _Done:
+    """A finished process (exit 1) for train()'s Popen."""
+    def wait(self, timeout=None):
+        return 1
+
+
 def test_runs_use_mixed_precision_unless_told(tmp_path, monkeypatch):
     calls = []
-    monkeypatch.setattr(bench.subprocess, 'call', lambda cmd, **kw: calls.append(cmd) or 1)
+    monkeypatch.setattr(bench.subprocess, "Popen", lambda cmd, **kw: calls.append(cmd) or _Done())
     for argv, amp in (([], True), (['--fp32'], False)):
         args = bench.parse_args(argv + ['--work-dir', str(tmp_path)])
         assert args.amp is amp
@@ -234,3 +240,101 @@ def test_the_16_epoch_mae_is_the_main_job_but_its_length():
     assert warm == base.param_scheduler[0]
     for key in ('model', 'optim_wrapper', 'train_dataloader', 'custom_hooks', 'randomness'):
         assert cfg[key] == base[key], key
+
+
+def _fake_stages(monkeypatch, fail=(), hold=0.05):
+    """Replace run_stage by a recorder: each stage 'runs' for ``hold`` s and writes a
+    checkpoint named after itself; stages named in ``fail`` fail."""
+    import threading
+    import time
+    log, lock, live = [], threading.Lock(), [0, 0]  # events; (running now, most at once)
+
+    def fake(stage, args, checkpoint=None):
+        with lock:
+            live[0] += 1
+            live[1] = max(live[1], live[0])
+            log.append(('start', stage['name'], stage['seed'], checkpoint))
+        time.sleep(hold)
+        with lock:
+            live[0] -= 1
+            log.append(('end', stage['name'], stage['seed'], None))
+        ok = stage['name'] not in fail
+        return dict(ok=ok, checkpoint=f'{stage["name"]}@{stage["seed"]}.pth' if ok else None,
+                    error=None if ok else 'failed')
+
+    monkeypatch.setattr(bench, 'run_stage', fake)
+    return log, live
+
+
+def test_parallel_stages_wait_for_their_encoder_and_respect_jobs(tmp_path, monkeypatch):
+    log, live = _fake_stages(monkeypatch, fail={'emae/pretrain'})
+    args = bench.parse_args(['--device', 'cpu', '--grid', 'gpu', '--seeds', '2', '--jobs', '3',
+                             '--work-dir', str(tmp_path)])
+    stages = bench.plan_stages(args)
+    results = bench.run_grid(args)
+    assert set(results) == {f'{s["name"]}@{s["seed"]}' for s in stages}
+    assert live[1] == 3  # three at a time, never more
+    order = [(e[0], e[1], e[2]) for e in log]
+    for s in stages:
+        if not s['after']:
+            continue
+        key = f'{s["name"]}@{s["seed"]}'
+        if s['after'] == 'emae/pretrain':  # its encoder failed: never started, said why
+            assert ('start', s['name'], s['seed']) not in order
+            assert not results[key]['ok'] and 'emae/pretrain' in results[key]['error']
+            continue
+        start = next(e for e in log if e[:3] == ('start', s['name'], s['seed']))
+        # started after its own encoder ended, from that encoder's checkpoint
+        assert order.index(('end', s['after'], s['seed'])) < log.index(start)
+        assert start[3] == f'{s["after"]}@{s["seed"]}.pth'
+    # the recipe's chain (the longest) is started first
+    assert [e[1] for e in log if e[0] == 'start'][:2] == ['recipe-mae/pretrain',
+                                                          'recipe-scratch/finetune']
+
+
+def test_time_limit_starts_nothing_late_and_stops_a_running_stage(tmp_path, monkeypatch):
+    import subprocess
+    import sys
+    import time
+    log, _ = _fake_stages(monkeypatch)
+    args = bench.parse_args(['--quick', '--jobs', '2', '--time-limit', '1e-9',
+                             '--work-dir', str(tmp_path)])
+    stages = bench.plan_stages(args)
+    results = bench.run_grid(args)
+    assert log == [] and len(results) == len(stages)
+    for s in stages:  # nothing ran; the encoders were not started, their fine-tunes wait on them
+        error = results[f'{s["name"]}@{s["seed"]}']['error']
+        assert error == (f'{s["after"]} did not finish' if s['after']
+                         else 'not started: --time-limit reached')
+    # a stage still running at the limit is stopped, not waited for
+    real = subprocess.Popen
+    monkeypatch.setattr(bench.subprocess, 'Popen', lambda cmd, **kw: real(
+        [sys.executable, '-c', 'import time; time.sleep(60)'], **kw))
+    t = time.time()
+    run = bench.train(str(tmp_path / 'cfg.py'), str(tmp_path), deadline=time.time() + 1)
+    assert run['stopped'] and not run['ok'] and time.time() - t < 30
+
+
+def test_stage_environment_hides_the_gpu_on_cpu_and_splits_cores(monkeypatch):
+    monkeypatch.delenv('OMP_NUM_THREADS', raising=False)
+    monkeypatch.setattr(bench.os, 'cpu_count', lambda: 16)
+    env = bench.stage_env(bench.parse_args(['--device', 'cpu']))
+    assert env == {'CUDA_VISIBLE_DEVICES': ''}
+    env = bench.stage_env(bench.parse_args(['--device', 'cuda', '--jobs', '8']))
+    assert env == {'OMP_NUM_THREADS': '2'}
+
+
+def test_gpu_grid_recipe_runs_two_seeds_from_the_16_epoch_mae():
+    stages = bench.plan_stages(bench.parse_args(['--device', 'cuda']))
+    rec = [s for s in stages if s['name'].startswith('recipe-')]
+    assert sorted((s['name'], s['seed']) for s in rec) == sorted(
+        (n, seed) for n in ('recipe-mae/pretrain', 'recipe-mae/finetune', 'recipe-scratch/finetune')
+        for seed in (0, 1))
+    for s in rec:
+        if s['name'] == 'recipe-mae/pretrain':
+            assert s['config'].endswith('mae_vit-mini-p4_16e.py')
+        if s['name'] == 'recipe-mae/finetune':
+            assert s['after'] == 'recipe-mae/pretrain'
+        if s['name'].endswith('finetune'):
+            assert s['config'] == bench.RECIPE_CONFIG
+    assert not any(s['name'].startswith('recipe-') for s in bench.plan_stages(bench.parse_args([])))
