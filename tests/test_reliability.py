@@ -305,6 +305,13 @@ def test_nan_guard_leaves_fp16_overflow_to_the_loss_scaler():
     assert torch.equal(layer.weight, before) and wrapper.loss_scaler.get_scale() < 2.**8
     guard.after_train_iter(runner, 0, outputs=dict(loss=loss.detach()))
     assert guard.consecutive == 0 and guard.total == 0
+    # a diagnostic taken at the loss scale (GAN-MAE's grad_norm_adv) may overflow too: it
+    # leaves the log but does not count; a non-finite loss still does
+    outputs = dict(loss=torch.tensor(1.), grad_norm_adv=torch.tensor(float('inf')))
+    guard.after_train_iter(runner, 1, outputs=outputs)
+    assert guard.consecutive == 0 and list(outputs) == ['loss']
+    with pytest.raises(NonFiniteTrainingError):
+        guard.after_train_iter(runner, 2, outputs=dict(loss=torch.tensor(float('nan'))))
 
 
 def test_nan_guard_config_is_checked():

@@ -43,7 +43,7 @@ def knn_predict(train_x: Tensor, train_y: Tensor, test_x: Tensor, k: int = 20,
     for start in range(0, len(test_x), chunk):
         query = torch.nn.functional.normalize(test_x[start:start + chunk].float(), dim=1)
         sim, idx = (query @ bank.T).topk(k, dim=1)
-        votes = torch.zeros(len(query), num_classes)
+        votes = torch.zeros(len(query), num_classes, device=query.device)
         votes.scatter_add_(1, train_y[idx], (sim / temperature).exp())
         preds.append(votes.argmax(1))
     return torch.cat(preds) if preds else torch.zeros(0, dtype=torch.long)

@@ -46,7 +46,8 @@ class NaNGuardHook(Hook):
     fp16 loss scaler (``MixedPrecisionOptimWrapper`` with float16, ``AmpOptimWrapper``)
     keep their own handling (the scaler skips the step and lowers the scale when a
     gradient overflows, which is routine, not an error); for them only a non-finite
-    loss counts. An iteration counts once however many wrappers skipped. With several
+    loss counts, and a non-finite logged value that is not a loss (a gradient-norm
+    diagnostic) is dropped from the log without counting. An iteration counts once however many wrappers skipped. With several
     processes the ranks agree on whether an iteration was bad (one all-reduce of a flag
     per iteration), so all stop together.
 
@@ -72,13 +73,15 @@ class NaNGuardHook(Hook):
         self._skipped: List[str] = []
         self._names: Dict[int, str] = {}
         self._bad_params: List[str] = []
+        self._scaled = False  # some wrapper has an fp16 loss scaler
 
     # ------------------------------------------------------------------ install
     def before_train(self, runner):
         model = runner.model.module if hasattr(runner.model, 'module') else runner.model
         self._names = {id(p): n for n, p in model.named_parameters()}
         wrappers = runner.optim_wrapper
-        items = wrappers.items() if isinstance(wrappers, OptimWrapperDict) else [('', wrappers)]
+        items = list(wrappers.items()) if isinstance(wrappers, OptimWrapperDict) else [('', wrappers)]
+        self._scaled = any(self._has_scaler(w) for _, w in items)
         for name, wrapper in items:
             if not getattr(wrapper, '_nan_guarded', False):
                 self._guard(name or 'optim_wrapper', wrapper)
@@ -135,6 +138,13 @@ class NaNGuardHook(Hook):
     def after_train_iter(self, runner, batch_idx, data_batch=None, outputs=None):
         outputs = outputs if isinstance(outputs, dict) else {}
         bad_terms = sorted(k for k, v in outputs.items() if _is_bad(v))
+        if self._scaled:
+            # under fp16 loss scaling an overflowing diagnostic (e.g. GAN-MAE's gradient
+            # norms, taken at the loss scale) is the scaler's routine, not a bad iteration;
+            # it is still kept out of the logged averages
+            for key in [k for k in bad_terms if 'loss' not in k]:
+                outputs.pop(key)
+                bad_terms.remove(key)
         bad = bool(bad_terms or self._skipped or any(self._bad_loss.values()))
         self._bad_loss.clear()
         if get_dist_info()[1] > 1:
