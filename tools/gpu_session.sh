@@ -32,6 +32,9 @@ if [ "$DRY" != 1 ]; then
     echo "no wheels in .whl/ (run tools/gpu_wheels.sh where PyPI is reachable); using what is installed"
   fi
   export PYTHONPATH="/tmp/site:$PWD${PYTHONPATH:+:$PYTHONPATH}"
+  # mmcv-lite's distribution is not named mmcv and mmdet/mmseg are absent here: skip the
+  # import-time version check (none of them is on the pre-training path)
+  export MMMIM_SKIP_VERSION_CHECK=1
 else
   export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
 fi

@@ -10,6 +10,9 @@
 # safetensors (transformers 5.x needs them). What it lacks, or has in a version that
 # mmpretrain 1.2 cannot import beside (transformers 5.x, huggingface-hub 1.x), is below.
 #
+# importlib_metadata: mmpretrain imports it and such an image may lack it; setuptools: an
+# older one that still has pkg_resources, which mmengine's package lookup imports.
+#
 # mmcv: only its Python part is needed for pre-training benchmarks (PatchEmbed, DropPath;
 # no compiled op is on the path), so the 2.1.0 sdist is built with MMCV_WITH_OPS=0, which
 # makes a pure-Python wheel (named mmcv_lite, module mmcv) in well under a minute.
@@ -24,6 +27,7 @@ pkgs=(
   mmpretrain==1.2.0 modelindex==0.0.2 model-index==0.1.11 ordered-set==4.1.0 mat4py==0.6.0
   markdown==3.8 click==8.1.8
   transformers==4.49.0 tokenizers==0.21.4 huggingface-hub==0.36.2
+  importlib_metadata==8.7.0 zipp==3.23.0 setuptools==80.9.0
 )
 "$py" -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 \
   --implementation cp --platform manylinux_2_28_x86_64 --platform manylinux2014_x86_64 \
