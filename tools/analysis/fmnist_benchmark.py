@@ -28,14 +28,16 @@ schedules them per seed, caches each finished stage, and gathers the results:
   (mae_vit-mini-p4_16e.py) and from scratch, 2 seeds each.
 
     python tools/analysis/fmnist_benchmark.py                  # the CPU grid, 2 seeds
-    python tools/analysis/fmnist_benchmark.py --device cuda --jobs 8   # the GPU grid, 3 seeds
+    python tools/analysis/fmnist_benchmark.py --device cuda    # the GPU grid, 3 seeds
     python tools/analysis/fmnist_benchmark.py --quick          # smoke run, minutes
     python tools/analysis/fmnist_benchmark.py --write-configs  # after a config change
     python tools/analysis/fmnist_benchmark.py --measure-costs  # the cost model's inputs
 
 Rerunning the command continues where it stopped (each finished stage is cached in the
 work dir as result.json). ``--jobs N`` runs N stages at once (a stage waits for the encoder
-it fine-tunes): one cell of this size leaves a GPU mostly idle, so N processes share it.
+it fine-tunes): one cell of this size leaves a GPU mostly idle, so N processes share it
+(on an H200 four MAE cells at once each ran at their speed alone, but pre-training stages
+beside the recipe's fine-tunes ran ~50x slower: docs/benchmark.md, "On a GPU").
 ``--time-limit S`` starts no stage after S seconds and stops the running ones at S, then
 writes the report from the finished stages (rerun to continue). ``--quick`` shrinks every stage (data, iterations, epochs): its
 accuracies mean nothing.
@@ -1141,7 +1143,8 @@ def parse_args(argv=None):
                         help='time the cost model\'s inputs on this machine (fp32), then stop')
     parser.add_argument('--jobs', type=int, default=1,
                         help='stages run at once (default 1). A GPU has room for several of '
-                             "these small cells: e.g. --device cuda --jobs 8")
+                             'these small cells, but a pre-training stage beside a long '
+                             'fine-tune can be starved (docs/benchmark.md, "On a GPU")')
     parser.add_argument('--time-limit', type=float, default=None, metavar='SECONDS',
                         help='start no stage after SECONDS, stop the running ones then, and '
                              'report the finished stages (rerun the command to continue)')
