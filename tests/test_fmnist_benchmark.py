@@ -187,7 +187,7 @@ class _Done:
 
 def test_runs_use_mixed_precision_unless_told(tmp_path, monkeypatch):
     calls = []
-    monkeypatch.setattr(bench.subprocess, "Popen", lambda cmd, **kw: calls.append(cmd) or _Done())
+    monkeypatch.setattr(bench.subprocess, 'Popen', lambda cmd, **kw: calls.append(cmd) or _Done())
     for argv, amp in (([], True), (['--fp32'], False)):
         args = bench.parse_args(argv + ['--work-dir', str(tmp_path)])
         assert args.amp is amp

@@ -39,8 +39,8 @@ it fine-tunes): one cell of this size leaves a GPU mostly idle, so N processes s
 (on an H200 four MAE cells at once each ran at their speed alone, but pre-training stages
 beside the recipe's fine-tunes ran ~50x slower: docs/benchmark.md, "On a GPU").
 ``--time-limit S`` starts no stage after S seconds and stops the running ones at S, then
-writes the report from the finished stages (rerun to continue). ``--quick`` shrinks every stage (data, iterations, epochs): its
-accuracies mean nothing.
+writes the report from the finished stages (rerun to continue). ``--quick`` shrinks every
+stage (data, iterations, epochs): its accuracies mean nothing.
 """
 import argparse
 import copy
@@ -744,7 +744,7 @@ def run_order(stages: list, jobs: int) -> list:
     then 50 epochs), so that the other slots fill around it."""
     if jobs == 1:
         return list(stages)
-    first = [s for s in stages if s['kind'] == 'recipe' or s['name'].startswith('recipe-')]
+    first = [s for s in stages if s['name'].startswith('recipe-')]
     return first + [s for s in stages if s not in first]
 
 

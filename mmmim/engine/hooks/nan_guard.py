@@ -47,9 +47,9 @@ class NaNGuardHook(Hook):
     keep their own handling (the scaler skips the step and lowers the scale when a
     gradient overflows, which is routine, not an error); for them only a non-finite
     loss counts, and a non-finite logged value that is not a loss (a gradient-norm
-    diagnostic) is dropped from the log without counting. An iteration counts once however many wrappers skipped. With several
-    processes the ranks agree on whether an iteration was bad (one all-reduce of a flag
-    per iteration), so all stop together.
+    diagnostic) is dropped from the log without counting. An iteration counts once
+    however many wrappers skipped. With several processes the ranks agree on whether an
+    iteration was bad (one all-reduce of a flag per iteration), so all stop together.
 
     Config keys:
         max_consecutive (int): stop after this many bad iterations in a row (default 5;
