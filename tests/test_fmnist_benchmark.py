@@ -292,6 +292,34 @@ def test_parallel_stages_wait_for_their_encoder_and_respect_jobs(tmp_path, monke
                                                           'recipe-scratch/finetune']
 
 
+def test_phased_runs_never_share_the_device_between_pretraining_and_finetunes(
+        tmp_path, monkeypatch):
+    log, live = _fake_stages(monkeypatch)
+    args = bench.parse_args(['--device', 'cuda', '--jobs', '4', '--seeds', '2',
+                             '--work-dir', str(tmp_path)])
+    assert args.phased  # the CUDA default with several jobs
+    stages = bench.plan_stages(args)
+    kind = {(s['name'], s['seed']): s['kind'] for s in stages}
+    results = bench.run_grid(args)
+    assert len(results) == len(stages) and all(r['ok'] for r in results.values())
+    assert live[1] == 4  # the encoder phase still runs four at a time
+    running = set()
+    for event, name, seed, _ in log:  # no moment has both kinds running
+        if event == 'start':
+            running.add((name, seed))
+            kinds = {kind[r] in bench.ENCODER_KINDS for r in running}
+            assert len(kinds) == 1, running
+        else:
+            running.discard((name, seed))
+    starts = [kind[(e[1], e[2])] in bench.ENCODER_KINDS for e in log if e[0] == 'start']
+    assert starts == sorted(starts, reverse=True)  # every encoder stage before any training
+    assert starts[0] and not starts[-1]
+    # on a CPU, or one at a time, nothing changes
+    assert not bench.parse_args(['--device', 'cpu', '--jobs', '4']).phased
+    assert not bench.parse_args(['--device', 'cuda']).phased
+    assert not bench.parse_args(['--device', 'cuda', '--jobs', '4', '--no-phased']).phased
+
+
 def test_time_limit_starts_nothing_late_and_stops_a_running_stage(tmp_path, monkeypatch):
     import subprocess
     import sys

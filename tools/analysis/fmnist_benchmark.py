@@ -37,7 +37,8 @@ Rerunning the command continues where it stopped (each finished stage is cached 
 work dir as result.json). ``--jobs N`` runs N stages at once (a stage waits for the encoder
 it fine-tunes): one cell of this size leaves a GPU mostly idle, so N processes share it
 (on an H200 four MAE cells at once each ran at their speed alone, but pre-training stages
-beside the recipe's fine-tunes ran ~50x slower: docs/benchmark.md, "On a GPU").
+beside the recipe's fine-tunes ran ~50x slower: docs/benchmark.md, "On a GPU"; so on
+CUDA ``--phased`` is the default: every encoder is pre-trained before any fine-tune starts).
 ``--time-limit S`` starts no stage after S seconds and stops the running ones at S, then
 writes the report from the finished stages (rerun to continue). ``--quick`` shrinks every
 stage (data, iterations, epochs): its accuracies mean nothing.
@@ -738,14 +739,33 @@ def fmt_eta(seconds: float) -> str:
     return f'{seconds / 60:.0f} min' if seconds >= 60 else f'{seconds:.0f} s'
 
 
-def run_order(stages: list, jobs: int) -> list:
+# Stage kinds that load the encoder briefly per step and synchronise with the host often
+# (masking, per-iteration hooks, the feature pass): on a shared GPU they are starved by the
+# long kernels of training stages (docs/benchmark.md, "On a GPU").
+ENCODER_KINDS = ('pretrain', 'random-init')
+
+
+def run_order(stages: list, jobs: int, phased: bool = False) -> list:
     """Launch order: the plan's (seed-major, so a stopped sequential run has whole seeds);
     with ``jobs > 1`` the full-label recipe's stages first, the longest chain (pre-training
-    then 50 epochs), so that the other slots fill around it."""
+    then 50 epochs), so that the other slots fill around it. ``phased``: every encoder
+    stage (pre-training, random init, raw pixels) first, the recipe's pre-training at their
+    head, then the training stages (fine-tunes, supervised, the recipe's 50 epochs)."""
     if jobs == 1:
         return list(stages)
     first = [s for s in stages if s['name'].startswith('recipe-')]
-    return first + [s for s in stages if s not in first]
+    order = first + [s for s in stages if s not in first]
+    if phased:
+        order = ([s for s in order if s['kind'] in ENCODER_KINDS]
+                 + [s for s in order if s['kind'] not in ENCODER_KINDS])
+    return order
+
+
+def waits_for_phase(stage: dict, pending: list, running: list) -> bool:
+    """With ``--phased``: a training stage starts only once no encoder stage is left to
+    start or still running, so that the two kinds never share the device."""
+    return stage['kind'] not in ENCODER_KINDS and any(
+        s['kind'] in ENCODER_KINDS for s in pending + running)
 
 
 def run_grid(args) -> dict:
@@ -756,13 +776,14 @@ def run_grid(args) -> dict:
     results, start = {}, time.time()
     args.deadline = start + args.time_limit if args.time_limit else None
     total_pred = sum(s['cost'] for s in stages)
+    phases = ' (pre-training first, then the fine-tunes)' if args.phased else ''
     print(f'== {len(stages)} stages, {args.seeds} seed(s), grid {args.grid}, {args.jobs} at a '
-          'time; ' + ('a smoke run (--quick): the cost model describes the full stages, not these'
+          f'time{phases}; ' + ('a smoke run (--quick): the cost model describes the full stages, not these'
                       if args.quick else f'predicted on the AVX2 CPU in fp32, one at a time: '
                       f'{fmt_eta(total_pred)} (cost model, docs/benchmark.md)'), flush=True)
     key = lambda st: f'{st["name"]}@{st["seed"]}'  # noqa: E731
     index = {key(st): i for i, st in enumerate(stages)}
-    pending, running = run_order(stages, args.jobs), {}
+    pending, running = run_order(stages, args.jobs, args.phased), {}
     done_pred, measured = 0., 0.
     with ThreadPoolExecutor(max_workers=args.jobs) as pool:
         while pending or running:
@@ -770,6 +791,8 @@ def run_grid(args) -> dict:
                 if len(running) >= args.jobs:
                     break
                 k, checkpoint = key(stage), None
+                if args.phased and waits_for_phase(stage, pending, list(running.values())):
+                    continue
                 if stage['after']:
                     dep = f'{stage["after"]}@{stage["seed"]}'
                     if dep not in results:
@@ -956,7 +979,8 @@ def write_report(path: str, results: dict, args, command: str, total_s: float) -
     failed = [k for k, r in results.items() if not r.get('ok')]
     lines += ['', f'Command: `{command}`', '',
               f'Hardware: {hardware(args.device)}; precision: '
-              f'{amp_precision(args.device) if args.amp else "fp32"}; {args.jobs} stage(s) at a time. '
+              f'{amp_precision(args.device) if args.amp else "fp32"}; {args.jobs} stage(s) at a time'
+              f'{", pre-training first (--phased)" if args.phased else ""}. '
               f'Whole run: {total_s / 60:.1f} min (cached stages not rerun); the stages\' own '
               f'time, cached ones included: {stage_minutes(results):.1f} min.']
     if failed:
@@ -1145,6 +1169,11 @@ def parse_args(argv=None):
                         help='stages run at once (default 1). A GPU has room for several of '
                              'these small cells, but a pre-training stage beside a long '
                              'fine-tune can be starved (docs/benchmark.md, "On a GPU")')
+    parser.add_argument('--phased', action=argparse.BooleanOptionalAction, default=None,
+                        help='with --jobs > 1, run every pre-training stage (and random init, '
+                             'raw pixels) before any fine-tune, so that the two kinds never '
+                             'share the device (default: on with --device cuda and --jobs > 1, '
+                             'where pre-training beside fine-tunes was starved; off otherwise)')
     parser.add_argument('--time-limit', type=float, default=None, metavar='SECONDS',
                         help='start no stage after SECONDS, stop the running ones then, and '
                              'report the finished stages (rerun the command to continue)')
@@ -1161,6 +1190,8 @@ def parse_args(argv=None):
         parser.error('--seeds must be >= 1')
     if args.jobs < 1:
         parser.error('--jobs must be >= 1')
+    if args.phased is None:
+        args.phased = args.device == 'cuda' and args.jobs > 1
     if args.time_limit is not None and args.time_limit <= 0:
         parser.error('--time-limit must be a positive number of seconds')
     args.work_dir = args.work_dir or osp.join(
