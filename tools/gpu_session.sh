@@ -25,16 +25,7 @@ mkdir -p "$OUTDIR"
 PY="${PYTHON:-python3}"
 
 if [ "$DRY" != 1 ]; then
-  if ls .whl/*.whl >/dev/null 2>&1; then
-    "$PY" -m pip install -q --no-index --no-deps --target /tmp/site .whl/*.whl \
-      > "$OUTDIR/pip.log" 2>&1 || echo "pip install failed: see $OUTDIR/pip.log"
-  else
-    echo "no wheels in .whl/ (run tools/gpu_wheels.sh where PyPI is reachable); using what is installed"
-  fi
-  export PYTHONPATH="/tmp/site:$PWD${PYTHONPATH:+:$PYTHONPATH}"
-  # mmcv-lite's distribution is not named mmcv and mmdet/mmseg are absent here: skip the
-  # import-time version check (none of them is on the pre-training path)
-  export MMMIM_SKIP_VERSION_CHECK=1
+  source tools/gpu_env.sh
 else
   export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
 fi

@@ -1,0 +1,58 @@
+#!/usr/bin/env bash
+# The Fashion-MNIST benchmark's GPU grid (issue #18: 3 seeds, 24 TFLOP per method, the
+# full-label recipe; docs/benchmark.md, "On a GPU") as one timed command for one GPU sitting:
+#
+#   bash tools/gpu_wheels.sh              # first, on a machine with PyPI: fills .whl/
+#   bash tools/gpu_fmnist.sh              # on the GPU machine, from the repository root
+#
+# It runs `tools/analysis/fmnist_benchmark.py --device cuda --jobs JOBS --time-limit LIMIT`
+# (phased by default on CUDA: every pre-training stage before any fine-tune), samples
+# nvidia-smi every 5 s, and copies the report (results.md, results.json with every stage's
+# seconds, the plot) and the logs to ${OUT:-gpu_out}/. Finished stages are cached in the work
+# dir, so running the script again on the same machine continues the grid.
+#
+# Settings (environment): JOBS (default 4), LIMIT seconds (default 480), DATA_ROOT (default
+# data/fashion-mnist where it exists, else the configs' own), WORK_DIR (default work_dirs/fmnist_benchmark/gpu), EXTRA (more
+# fmnist_benchmark.py arguments, e.g. "--no-recipe" or "--no-phased").
+# GPU_SESSION_DRY=1 runs the same command as a --quick grid on the CPU, to check the script
+# without a GPU (minutes; the accuracies mean nothing).
+set -uo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+OUTDIR="${OUT:-gpu_out}"
+DRY="${GPU_SESSION_DRY:-0}"
+JOBS="${JOBS:-4}"
+LIMIT="${LIMIT:-480}"
+DATA_ROOT="${DATA_ROOT:-}"
+[ -z "$DATA_ROOT" ] && [ -d data/fashion-mnist ] && DATA_ROOT=data/fashion-mnist
+WORK_DIR="${WORK_DIR:-work_dirs/fmnist_benchmark/gpu}"
+PY="${PYTHON:-python3}"
+mkdir -p "$OUTDIR"
+if [ "$DRY" = 1 ]; then
+  export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
+  DEVICE_ARGS=(--device cpu --grid gpu --quick --phased)
+  WORK_DIR="${WORK_DIR}_dry"
+else
+  source tools/gpu_env.sh
+  DEVICE_ARGS=(--device cuda)
+  nvidia-smi --query-gpu=timestamp,utilization.gpu,memory.used --format=csv -l 5 \
+    > "$OUTDIR/nvidia_smi.csv" 2>&1 &
+  SMI=$!
+fi
+DATA_ARGS=()
+if [ -n "$DATA_ROOT" ]; then
+  [ -d "$DATA_ROOT" ] || { echo "DATA_ROOT=$DATA_ROOT is not a folder: point it at Fashion-MNIST"; exit 2; }
+  DATA_ARGS=(--data-root "$DATA_ROOT")
+fi
+# shellcheck disable=SC2086  # EXTRA is a list of arguments
+"$PY" tools/analysis/fmnist_benchmark.py "${DEVICE_ARGS[@]}" --jobs "$JOBS" \
+  --time-limit "$LIMIT" "${DATA_ARGS[@]}" --work-dir "$WORK_DIR" ${EXTRA:-} \
+  > "$OUTDIR/grid.log" 2>&1
+rc=$?
+[ -n "${SMI:-}" ] && kill "$SMI" 2>/dev/null
+for f in results.md results.json accuracy_vs_time.png; do
+  [ -f "$WORK_DIR/$f" ] && cp "$WORK_DIR/$f" "$OUTDIR/"
+done
+echo "fmnist_benchmark.py exited with $rc after ${SECONDS}s; report and logs in $OUTDIR/"
+grep -E '^== (progress|[0-9]+ stages)' "$OUTDIR/grid.log" | tail -2
+[ -f "$OUTDIR/results.md" ] && cat "$OUTDIR/results.md"
+exit "$rc"
