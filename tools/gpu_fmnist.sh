@@ -12,8 +12,9 @@
 # dir, so running the script again on the same machine continues the grid.
 #
 # Settings (environment): JOBS (default 4), LIMIT seconds (default 480), DATA_ROOT (default
-# data/fashion-mnist where it exists, else the configs' own), WORK_DIR (default work_dirs/fmnist_benchmark/gpu), EXTRA (more
-# fmnist_benchmark.py arguments, e.g. "--no-recipe" or "--no-phased").
+# data/fashion-mnist where it exists, else the configs' own), WORK_DIR (default
+# work_dirs/fmnist_benchmark/gpu), EXTRA (more fmnist_benchmark.py arguments, e.g.
+# "--no-recipe" or "--no-phased").
 # GPU_SESSION_DRY=1 runs the same command as a --quick grid on the CPU, to check the script
 # without a GPU (minutes; the accuracies mean nothing).
 set -uo pipefail
@@ -40,7 +41,8 @@ else
 fi
 DATA_ARGS=()
 if [ -n "$DATA_ROOT" ]; then
-  [ -d "$DATA_ROOT" ] || { echo "DATA_ROOT=$DATA_ROOT is not a folder: point it at Fashion-MNIST"; exit 2; }
+  [ -d "$DATA_ROOT" ] || {
+    echo "DATA_ROOT=$DATA_ROOT is not a folder: point it at Fashion-MNIST"; exit 2; }
   DATA_ARGS=(--data-root "$DATA_ROOT")
 fi
 # shellcheck disable=SC2086  # EXTRA is a list of arguments

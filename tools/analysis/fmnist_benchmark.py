@@ -778,7 +778,8 @@ def run_grid(args) -> dict:
     total_pred = sum(s['cost'] for s in stages)
     phases = ' (pre-training first, then the fine-tunes)' if args.phased else ''
     print(f'== {len(stages)} stages, {args.seeds} seed(s), grid {args.grid}, {args.jobs} at a '
-          f'time{phases}; ' + ('a smoke run (--quick): the cost model describes the full stages, not these'
+          f'time{phases}; '
+          + ('a smoke run (--quick): the cost model describes the full stages, not these'
                       if args.quick else f'predicted on the AVX2 CPU in fp32, one at a time: '
                       f'{fmt_eta(total_pred)} (cost model, docs/benchmark.md)'), flush=True)
     key = lambda st: f'{st["name"]}@{st["seed"]}'  # noqa: E731
@@ -979,7 +980,8 @@ def write_report(path: str, results: dict, args, command: str, total_s: float) -
     failed = [k for k, r in results.items() if not r.get('ok')]
     lines += ['', f'Command: `{command}`', '',
               f'Hardware: {hardware(args.device)}; precision: '
-              f'{amp_precision(args.device) if args.amp else "fp32"}; {args.jobs} stage(s) at a time'
+              f'{amp_precision(args.device) if args.amp else "fp32"}; '
+              f'{args.jobs} stage(s) at a time'
               f'{", pre-training first (--phased)" if args.phased else ""}. '
               f'Whole run: {total_s / 60:.1f} min (cached stages not rerun); the stages\' own '
               f'time, cached ones included: {stage_minutes(results):.1f} min.']
