@@ -352,6 +352,27 @@ def test_stage_environment_hides_the_gpu_on_cpu_and_splits_cores(monkeypatch):
     assert env == {'OMP_NUM_THREADS': '2'}
 
 
+def test_gpu_stages_load_data_with_the_cores_a_job_has(tmp_path, monkeypatch):
+    monkeypatch.setattr(bench.os, 'cpu_count', lambda: 16)
+    stages = bench.plan_stages(bench.parse_args(['--device', 'cpu']))
+    workers = {}
+    for argv, want in ((['--device', 'cuda', '--jobs', '4'], 3), (['--device', 'cuda'], 15),
+                       (['--device', 'cuda', '--jobs', '32'], 1),
+                       (['--device', 'cpu', '--loader-workers', '0'], 0)):
+        args = bench.parse_args(argv + ['--work-dir', str(tmp_path)])
+        for stage in stages:
+            cfg = Config.fromfile(bench.prepare_stage(stage, args))
+            workers[stage['kind']] = cfg.train_dataloader.num_workers
+            assert cfg.train_dataloader.persistent_workers == (want > 0)
+        assert set(workers.values()) == {want}, (argv, workers)
+    # on a CPU each stage keeps its config's loader
+    args = bench.parse_args(['--device', 'cpu', '--work-dir', str(tmp_path)])
+    for stage in stages:
+        cfg = Config.fromfile(bench.prepare_stage(stage, args))
+        assert cfg.train_dataloader.num_workers == Config.fromfile(
+            stage['config']).train_dataloader.num_workers
+
+
 def test_gpu_grid_recipe_runs_two_seeds_from_the_16_epoch_mae():
     stages = bench.plan_stages(bench.parse_args(['--device', 'cuda']))
     rec = [s for s in stages if s['name'].startswith('recipe-')]

@@ -8,7 +8,8 @@
 # It runs `tools/analysis/fmnist_benchmark.py --device cuda --jobs JOBS --time-limit LIMIT`
 # (phased by default on CUDA: every pre-training stage before any fine-tune), samples
 # nvidia-smi every 5 s, and copies the report (results.md, results.json with every stage's
-# seconds, the plot) and the logs to ${OUT:-gpu_out}/. Finished stages are cached in the work
+# seconds, the plot), the grid's log and every stage's train.log (stage_logs.tgz) to
+# ${OUT:-gpu_out}/. Finished stages are cached in the work
 # dir, so running the script again on the same machine continues the grid.
 #
 # Settings (environment): JOBS (default 4), LIMIT seconds (default 480), DATA_ROOT (default
@@ -27,7 +28,7 @@ DATA_ROOT="${DATA_ROOT:-}"
 [ -z "$DATA_ROOT" ] && [ -d data/fashion-mnist ] && DATA_ROOT=data/fashion-mnist
 WORK_DIR="${WORK_DIR:-work_dirs/fmnist_benchmark/gpu}"
 PY="${PYTHON:-python3}"
-mkdir -p "$OUTDIR"
+mkdir -p "$OUTDIR" && OUTDIR="$(cd "$OUTDIR" && pwd)"
 if [ "$DRY" = 1 ]; then
   export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
   DEVICE_ARGS=(--device cpu --grid gpu --quick --phased)
@@ -54,6 +55,9 @@ rc=$?
 for f in results.md results.json accuracy_vs_time.png; do
   [ -f "$WORK_DIR/$f" ] && cp "$WORK_DIR/$f" "$OUTDIR/"
 done
+# every stage's training log (iteration times, data time), finished or stopped
+(cd "$WORK_DIR" && find . -name train.log -print0 | tar czf "$OUTDIR/stage_logs.tgz" \
+  --null -T -) 2>/dev/null
 echo "fmnist_benchmark.py exited with $rc after ${SECONDS}s; report and logs in $OUTDIR/"
 grep -E '^== (progress|[0-9]+ stages)' "$OUTDIR/grid.log" | tail -2
 [ -f "$OUTDIR/results.md" ] && cat "$OUTDIR/results.md"
