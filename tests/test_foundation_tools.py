@@ -18,7 +18,7 @@ from PIL import Image
 import mmmim
 from conftest import load_tool
 from mmmim.utils import UnsafeCheckpointError, load_checkpoint_safely
-from mmmim.utils.dist import setup_cpu_distributed
+from mmmim.utils.dist import finish_distributed, setup_cpu_distributed
 from mmmim.utils.launch import (RegistryLookupError, check_cfg_options, check_checkpoint_file,
                                 explain_registry_error)
 
@@ -174,6 +174,28 @@ def test_cpu_distributed_fallback(monkeypatch, env_cfg):
             assert cfg.env_cfg.dist_cfg.timeout == 60
     finally:
         torch.distributed.destroy_process_group()
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason='tests the no-CUDA path')
+def test_finish_distributed_frees_the_group_and_the_model_that_holds_it(monkeypatch):
+    import gc
+    import types
+    import weakref
+    for k, v in dict(MASTER_ADDR='127.0.0.1', MASTER_PORT=str(_free_port()), RANK='0',
+                     WORLD_SIZE='1', LOCAL_RANK='0').items():
+        monkeypatch.setenv(k, v)
+    assert setup_cpu_distributed(Config(), 'pytorch') is True
+    ddp = torch.nn.parallel.DistributedDataParallel(torch.nn.Linear(2, 2))
+    ddp(torch.ones(1, 2)).sum().backward()  # the reducer has worked on the group
+    runner = types.SimpleNamespace(model=ddp)
+    held = weakref.ref(ddp)
+    del ddp
+    finish_distributed(runner)
+    assert not torch.distributed.is_initialized()
+    assert runner.model is None
+    assert held() is None  # collected now, not at interpreter shutdown
+    gc.collect()
+    finish_distributed(runner)  # and again, or with no group at all, it does nothing
 
 
 # ---------------------------------------------------------------- end to end

@@ -87,7 +87,7 @@ def main(argv=None):
         if args.out:
             runner.test_evaluator.metrics.append(DumpResults(out_file_path=args.out))
         metrics = runner.test()
-        finish_distributed()
+        finish_distributed(runner)
         return metrics
     except KeyError as e:
         better = explain_registry_error(e)

@@ -81,7 +81,7 @@ def main(argv=None):
         runner.logger.info(f'CPU: {describe_cpu()}')  # every logged time names its hardware
         make_load_from_strict(runner, args.allow_partial)
         runner.train()
-        finish_distributed()
+        finish_distributed(runner)
     except KeyError as e:
         better = explain_registry_error(e)
         if better is None:

@@ -74,14 +74,22 @@ def setup_cpu_distributed(cfg, launcher):
     return True
 
 
-def finish_distributed():
+def finish_distributed(runner=None):
     """Tear the process group down once every rank is done.
 
     mmengine's runner leaves it alive at exit; with gloo, a rank whose process exits while
     the group's threads still run can abort ('terminate called without an active
-    exception'), failing a run that had finished its work.
+    exception'), failing a run that had finished its work. Destroying the group only drops
+    torch.distributed's own references: the DDP wrapper of ``runner.model`` still holds
+    it, and freed at interpreter shutdown the group's pending work can abort the process
+    the same way. So the wrapped model is also released, and collected, here.
     """
+    import gc
+
     import torch.distributed as dist
     if dist.is_available() and dist.is_initialized():
         dist.barrier()
         dist.destroy_process_group()
+        if runner is not None:
+            runner.model = None
+        gc.collect()
