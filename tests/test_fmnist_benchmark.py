@@ -1,6 +1,7 @@
 """tools/analysis/fmnist_benchmark.py: the checked-in benchmark cells match the documented
 equal-compute formula, the schedules follow each cell's iterations, the fine-tune recipes
 use the configured lrs / layer decay — without running any training."""
+import os
 import os.path as osp
 
 import pytest
@@ -161,13 +162,19 @@ def test_the_50_epoch_recipe_keeps_a_checkpoint_every_epoch():
     assert full.default_hooks.checkpoint.max_keep_ckpts == 1
 
 
-def test_scratch_recipe_gets_the_mae_arms_total_flops():
-    """12 epochs from scratch = 10 fine-tune epochs + the main job's MAE pre-training, in
-    counted FLOPs (tools/benchmark.py's counter), to the nearest epoch."""
+@pytest.mark.parametrize('finetune, mae_config, scratch', [
+    ('finetune-recipe_vit-mini-p4_10e.py', 'mae_vit-mini-p4_4e.py',
+     'finetune-recipe_vit-mini-p4_12e_scratch.py'),
+    ('finetune-recipe_vit-mini-p4.py', 'mae_vit-mini-p4_16e.py',
+     'finetune-recipe_vit-mini-p4_57e_scratch.py'),
+])
+def test_scratch_recipe_gets_the_mae_arms_total_flops(finetune, mae_config, scratch):
+    """From scratch = the fine-tune's epochs + the main job's MAE pre-training, in counted
+    FLOPs (tools/benchmark.py's counter), to the nearest epoch: 12 = 10 + 1.8 (4-epoch MAE),
+    57 = 50 + 7.3 (16-epoch MAE)."""
     batch = bench.count_batch(pad_to=32)  # the configs' padding (the data set's default)
-    mae = Config.fromfile(osp.join(bench.ROOT, 'configs/fashion_mnist/mae_vit-mini-p4_4e.py'))
-    ft, scratch = _recipe('finetune-recipe_vit-mini-p4_10e.py'), \
-        _recipe('finetune-recipe_vit-mini-p4_12e_scratch.py')
+    mae = Config.fromfile(osp.join(bench.ROOT, 'configs/fashion_mnist', mae_config))
+    ft, scratch = _recipe(finetune), _recipe(scratch)
     per_epoch = {}
     for key, cfg in (('mae', mae), ('ft', ft)):
         model = cfg.model.to_dict()
@@ -175,8 +182,13 @@ def test_scratch_recipe_gets_the_mae_arms_total_flops():
         assert cfg.train_dataloader.batch_size == bench.BATCH
         per_epoch[key] = bench.iter_flops(model, cfg.optim_wrapper.to_dict(), batch)
     pretrain_epochs = per_epoch['mae'] * mae.train_cfg.max_epochs / per_epoch['ft']
-    assert 1 < pretrain_epochs < 3  # the comment's 1.8
+    assert 0.4 < pretrain_epochs / mae.train_cfg.max_epochs < 0.5  # the comments' 1.8, 7.3
     assert scratch.train_cfg.max_epochs == round(ft.train_cfg.max_epochs + pretrain_epochs)
+    assert scratch.model.backbone.init_cfg is None
+    warm, cos = scratch.param_scheduler
+    assert (warm.end, cos.begin, cos.end) == (ft.param_scheduler[0].end,
+                                              ft.param_scheduler[1].begin,
+                                              scratch.train_cfg.max_epochs)
 
 
 class _Done:
@@ -371,6 +383,24 @@ def test_gpu_stages_load_data_with_the_cores_a_job_has(tmp_path, monkeypatch):
         cfg = Config.fromfile(bench.prepare_stage(stage, args))
         assert cfg.train_dataloader.num_workers == Config.fromfile(
             stage['config']).train_dataloader.num_workers
+
+
+def test_parallel_gpu_stages_without_mps_are_warned_about(tmp_path, monkeypatch):
+    pipe_dir = tmp_path / 'mps'
+    pipe_dir.mkdir()
+    monkeypatch.setenv('CUDA_MPS_PIPE_DIRECTORY', str(pipe_dir))
+    four = bench.parse_args(['--device', 'cuda', '--jobs', '4'])
+    assert not bench.mps_active()
+    assert 'without CUDA MPS' in bench.concurrency_warning(four)
+    (pipe_dir / 'control').write_text('')  # a plain file is not the daemon's pipe
+    assert not bench.mps_active() and bench.concurrency_warning(four)
+    (pipe_dir / 'control').unlink()
+    os.mkfifo(pipe_dir / 'control')
+    assert bench.mps_active()
+    assert bench.concurrency_warning(four) is None
+    monkeypatch.setenv('CUDA_MPS_PIPE_DIRECTORY', str(tmp_path / 'elsewhere'))
+    for argv in (['--device', 'cuda'], ['--device', 'cpu', '--jobs', '4']):
+        assert bench.concurrency_warning(bench.parse_args(argv)) is None
 
 
 def test_gpu_grid_recipe_runs_two_seeds_from_the_16_epoch_mae():
