@@ -12,6 +12,9 @@
 # ${OUT:-gpu_out}/. Finished stages are cached in the work
 # dir, so running the script again on the same machine continues the grid.
 #
+# With JOBS > 1 it starts CUDA's MPS daemon for the run (tools/gpu_mps.sh; MPS=0 leaves it
+# off): without it the processes time-slice the GPU and four run slower than one.
+#
 # Settings (environment): JOBS (default 4), LIMIT seconds (default 480), DATA_ROOT (default
 # data/fashion-mnist where it exists, else the configs' own), WORK_DIR (default
 # work_dirs/fmnist_benchmark/gpu), EXTRA (more fmnist_benchmark.py arguments, e.g.
@@ -35,7 +38,12 @@ if [ "$DRY" = 1 ]; then
   WORK_DIR="${WORK_DIR}_dry"
 else
   source tools/gpu_env.sh
+  source tools/gpu_mps.sh
   DEVICE_ARGS=(--device cuda)
+  if [ "${MPS:-1}" = 1 ] && [ "$JOBS" -gt 1 ]; then
+    mps_start
+    trap mps_stop EXIT
+  fi
   nvidia-smi --query-gpu=timestamp,utilization.gpu,memory.used --format=csv -l 5 \
     > "$OUTDIR/nvidia_smi.csv" 2>&1 &
   SMI=$!

@@ -1040,8 +1040,34 @@ def hardware(device: str = 'cpu') -> str:
     if device == 'cuda':
         import torch
         out = (f'{torch.cuda.get_device_name(0)} (torch {torch.__version__}, CUDA '
-               f'{torch.version.cuda}) with {os.cpu_count()} CPU threads: {out}')
+               f'{torch.version.cuda}, MPS {"on" if mps_active() else "off"}) with '
+               f'{os.cpu_count()} CPU threads: {out}')
     return out
+
+
+def mps_active() -> bool:
+    """Whether a CUDA MPS control daemon answers where this process's children will look
+    (``CUDA_MPS_PIPE_DIRECTORY``, else CUDA's default /tmp/nvidia-mps)."""
+    import stat
+    pipe = osp.join(os.environ.get('CUDA_MPS_PIPE_DIRECTORY') or '/tmp/nvidia-mps', 'control')
+    try:
+        return stat.S_ISFIFO(os.stat(pipe).st_mode)
+    except OSError:
+        return False
+
+
+def concurrency_warning(args):
+    """The warning for ``--device cuda --jobs N>1`` without MPS, else None: CUDA then
+    time-slices the GPU between the stages' processes, and on an H200 four pre-training
+    cells at once each ran 3.5-4.6x slower than one alone, less throughput than one at a
+    time (docs/benchmark.md, "On a GPU")."""
+    if args.device != 'cuda' or args.jobs == 1 or mps_active():
+        return None
+    return (f'warning: --jobs {args.jobs} on one GPU without CUDA MPS: the processes '
+            f'time-slice the GPU and each runs several times slower (four MAE cells at once '
+            f'on an H200: 140-185 ms per iteration each, 40 ms alone). Start MPS first '
+            f'(`nvidia-cuda-mps-control -d`, or run tools/gpu_fmnist.sh, which does), or '
+            f'use --jobs 1.')
 
 
 def finish_plot(fig, ax, path: str, xlabel: str, ylabel: str, title: str, **title_kw) -> bool:
@@ -1225,6 +1251,9 @@ def main(argv=None):
         if not torch.cuda.is_available():
             raise SystemExit('--device cuda: no CUDA device is visible; run the CPU grid '
                              '(--device cpu) or check CUDA_VISIBLE_DEVICES')
+    warning = concurrency_warning(args)
+    if warning:
+        print(warning, flush=True)
     command = 'python tools/analysis/fmnist_benchmark.py ' + ' '.join(
         sys.argv[1:] if argv is None else argv)
     os.makedirs(args.work_dir, exist_ok=True)

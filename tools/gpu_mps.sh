@@ -1,0 +1,38 @@
+# Sourced by the GPU scripts (tools/gpu_fmnist.sh, tools/gpu_concurrency.sh): start and stop
+# CUDA's Multi-Process Service, so that several training processes share one GPU at once.
+# Without it CUDA time-slices the GPU between processes: four Fashion-MNIST pre-training
+# cells at once on one H200 ran at 140-185 ms per iteration each against 40 ms alone, with
+# MPS at 46-64 ms each (tools/gpu_concurrency.sh; docs/benchmark.md, "On a GPU").
+#   mps_start   # starts a daemon with its pipe and log under a new /tmp folder, unless one
+#               # already answers; exports CUDA_MPS_PIPE_DIRECTORY for the processes started
+#               # after it; returns 1 (and says why) where MPS cannot start
+#   mps_stop    # stops the daemon mps_start started (nothing otherwise)
+MPS_STARTED=0
+mps_start() {
+  if ! command -v nvidia-cuda-mps-control >/dev/null 2>&1; then
+    echo "MPS: nvidia-cuda-mps-control is not on PATH; processes will time-slice the GPU"
+    return 1
+  fi
+  if [ -p "${CUDA_MPS_PIPE_DIRECTORY:-/tmp/nvidia-mps}/control" ]; then
+    echo "MPS: a daemon already runs (${CUDA_MPS_PIPE_DIRECTORY:-/tmp/nvidia-mps})"
+    return 0
+  fi
+  local dir
+  dir="$(mktemp -d /tmp/mmmim-mps.XXXXXX)"
+  export CUDA_MPS_PIPE_DIRECTORY="$dir/pipe" CUDA_MPS_LOG_DIRECTORY="$dir/log"
+  mkdir -p "$CUDA_MPS_PIPE_DIRECTORY" "$CUDA_MPS_LOG_DIRECTORY"
+  if nvidia-cuda-mps-control -d; then
+    MPS_STARTED=1
+    echo "MPS: started (pipe $CUDA_MPS_PIPE_DIRECTORY)"
+  else
+    echo "MPS: nvidia-cuda-mps-control -d failed; processes will time-slice the GPU"
+    unset CUDA_MPS_PIPE_DIRECTORY CUDA_MPS_LOG_DIRECTORY
+    return 1
+  fi
+}
+mps_stop() {
+  if [ "$MPS_STARTED" = 1 ]; then
+    echo quit | nvidia-cuda-mps-control
+    MPS_STARTED=0
+  fi
+}
