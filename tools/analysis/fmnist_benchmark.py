@@ -35,10 +35,11 @@ schedules them per seed, caches each finished stage, and gathers the results:
 
 Rerunning the command continues where it stopped (each finished stage is cached in the
 work dir as result.json). ``--jobs N`` runs N stages at once (a stage waits for the encoder
-it fine-tunes): one cell of this size leaves a GPU mostly idle, so N processes share it
-(on an H200 four MAE cells at once each ran at their speed alone, but pre-training stages
-beside the recipe's fine-tunes ran ~50x slower: docs/benchmark.md, "On a GPU"; so on
-CUDA ``--phased`` is the default: every encoder is pre-trained before any fine-tune starts).
+it fine-tunes): one cell of this size leaves a GPU mostly idle, so N processes share it.
+On CUDA they need MPS (tools/gpu_mps.sh; the tool warns without it): on an H200 four MAE
+cells at once ran at 140-185 ms per iteration each without MPS, against 40 ms alone, and at
+46-64 ms each under MPS (docs/benchmark.md, "On a GPU"). On CUDA ``--phased`` is the
+default: every encoder is pre-trained before any fine-tune starts.
 ``--time-limit S`` starts no stage after S seconds and stops the running ones at S, then
 writes the report from the finished stages (rerun to continue). ``--quick`` shrinks every
 stage (data, iterations, epochs): its accuracies mean nothing.
@@ -743,9 +744,9 @@ def fmt_eta(seconds: float) -> str:
     return f'{seconds / 60:.0f} min' if seconds >= 60 else f'{seconds:.0f} s'
 
 
-# Stage kinds that load the encoder briefly per step and synchronise with the host often
-# (masking, per-iteration hooks, the feature pass): on a shared GPU they are starved by the
-# long kernels of training stages (docs/benchmark.md, "On a GPU").
+# Stage kinds that pre-train or probe an encoder (--phased runs them all before the
+# training stages). In the first H200 run they crawled beside the fine-tunes; the second run
+# showed them as slow among themselves without MPS (docs/benchmark.md, "On a GPU").
 ENCODER_KINDS = ('pretrain', 'random-init')
 
 
@@ -1211,9 +1212,9 @@ def parse_args(argv=None):
                              'report the finished stages (rerun the command to continue)')
     parser.add_argument('--loader-workers', type=int, default=None, metavar='N',
                         help='data-loading processes of each stage\'s training loader (default: '
-                             'the configs\' 1 on a CPU; on CUDA cores / jobs - 1, since one '
-                             'worker\'s per-image transforms, ~30-40 ms per batch of 256, cannot '
-                             'keep up with a GPU step of 5-12 ms)')
+                             'the configs\' 1 on a CPU; on CUDA cores / jobs - 1: one '
+                             'worker\'s per-image transforms take 30-40 ms per batch of 256 on '
+                             'a Xeon core, as long as a whole MAE step on an H200)')
     parser.add_argument('--cost-steps', type=int, default=3)
     parser.add_argument('--cost-images', type=int, default=2000)
     args = parser.parse_args(argv)
