@@ -9,7 +9,9 @@
 #
 # Settings (environment): CONFIG (default configs/fashion_mnist/benchmark/gpu/mae.py), N (4),
 # ITERS (300), WORKERS (loader workers per process, 3), DATA_ROOT (default data/fashion-mnist
-# where it exists), LIMIT (seconds per setting, 90), PYTHON (python3), OUT (gpu_out).
+# where it exists), LIMIT (seconds per setting, 90), PYTHON (python3), OUT (gpu_out), EXTRA
+# (more --cfg-options, e.g. "model.backbone.compile_blocks=True model.neck.compile_blocks=True"
+# to time the compiled layers).
 set -uo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 OUTDIR="${OUT:-gpu_out}"
@@ -30,6 +32,8 @@ WORK="$(mktemp -d /tmp/mmmim-concurrency.XXXXXX)"
 OPTS=(train_cfg.max_iters="$ITERS" custom_hooks=[] default_hooks.logger.interval=25
       train_dataloader.num_workers="$WORKERS")
 [ -n "$DATA_ROOT" ] && OPTS+=(train_dataloader.dataset.data_root="$DATA_ROOT")
+# shellcheck disable=SC2206  # EXTRA is a list of key=value options
+OPTS+=(${EXTRA:-})
 
 one() {  # NAME: one training run, then its mean logged seconds per iteration
   local log="$OUTDIR/concurrency_$1.log"
