@@ -368,7 +368,7 @@ def test_gpu_stages_load_data_with_the_cores_a_job_has(tmp_path, monkeypatch):
     monkeypatch.setattr(bench.os, 'cpu_count', lambda: 16)
     stages = bench.plan_stages(bench.parse_args(['--device', 'cpu']))
     workers = {}
-    for argv, want in ((['--device', 'cuda', '--jobs', '4'], 3), (['--device', 'cuda'], 15),
+    for argv, want in ((['--device', 'cuda', '--jobs', '4'], 3), (['--device', 'cuda'], 8),
                        (['--device', 'cuda', '--jobs', '32'], 1),
                        (['--device', 'cpu', '--loader-workers', '0'], 0)):
         args = bench.parse_args(argv + ['--work-dir', str(tmp_path)])

@@ -1212,7 +1212,7 @@ def parse_args(argv=None):
                              'report the finished stages (rerun the command to continue)')
     parser.add_argument('--loader-workers', type=int, default=None, metavar='N',
                         help='data-loading processes of each stage\'s training loader (default: '
-                             'the configs\' 1 on a CPU; on CUDA cores / jobs - 1: one '
+                             'the configs\' 1 on a CPU; on CUDA cores / jobs - 1, at most 8: one '
                              'worker\'s per-image transforms take 30-40 ms per batch of 256 on '
                              'a Xeon core, as long as a whole MAE step on an H200)')
     parser.add_argument('--cost-steps', type=int, default=3)
@@ -1231,7 +1231,7 @@ def parse_args(argv=None):
     if args.phased is None:
         args.phased = args.device == 'cuda' and args.jobs > 1
     if args.loader_workers is None and args.device == 'cuda':
-        args.loader_workers = max(1, (os.cpu_count() or 1) // args.jobs - 1)
+        args.loader_workers = min(8, max(1, (os.cpu_count() or 1) // args.jobs - 1))
     if args.loader_workers is not None and args.loader_workers < 0:
         parser.error('--loader-workers must be >= 0')
     if args.time_limit is not None and args.time_limit <= 0:
