@@ -6,7 +6,8 @@
 #   mps_start   # starts a daemon with its pipe and log under a new /tmp folder, unless one
 #               # already answers; exports CUDA_MPS_PIPE_DIRECTORY for the processes started
 #               # after it; returns 1 (and says why) where MPS cannot start
-#   mps_stop    # stops the daemon mps_start started (nothing otherwise)
+#   mps_stop    # stops the daemon mps_start started and removes its folder (nothing
+#               # otherwise)
 MPS_STARTED=0
 mps_start() {
   if ! command -v nvidia-cuda-mps-control >/dev/null 2>&1; then
@@ -17,9 +18,8 @@ mps_start() {
     echo "MPS: a daemon already runs (${CUDA_MPS_PIPE_DIRECTORY:-/tmp/nvidia-mps})"
     return 0
   fi
-  local dir
-  dir="$(mktemp -d /tmp/mmmim-mps.XXXXXX)"
-  export CUDA_MPS_PIPE_DIRECTORY="$dir/pipe" CUDA_MPS_LOG_DIRECTORY="$dir/log"
+  MPS_DIR="$(mktemp -d /tmp/mmmim-mps.XXXXXX)"
+  export CUDA_MPS_PIPE_DIRECTORY="$MPS_DIR/pipe" CUDA_MPS_LOG_DIRECTORY="$MPS_DIR/log"
   mkdir -p "$CUDA_MPS_PIPE_DIRECTORY" "$CUDA_MPS_LOG_DIRECTORY"
   if nvidia-cuda-mps-control -d; then
     MPS_STARTED=1
@@ -27,12 +27,14 @@ mps_start() {
   else
     echo "MPS: nvidia-cuda-mps-control -d failed; processes will time-slice the GPU"
     unset CUDA_MPS_PIPE_DIRECTORY CUDA_MPS_LOG_DIRECTORY
+    rm -rf "$MPS_DIR"
     return 1
   fi
 }
 mps_stop() {
   if [ "$MPS_STARTED" = 1 ]; then
     echo quit | nvidia-cuda-mps-control
+    rm -rf "$MPS_DIR"
     MPS_STARTED=0
   fi
 }
