@@ -1,5 +1,5 @@
-"""tools/gpu_mps.sh (the GPU scripts' MPS start/stop) against a stand-in
-nvidia-cuda-mps-control: the pipe folder it exports is the one fmnist_benchmark.py's
+"""tools/gpu_mps.sh (MPS start/stop for fmnist_benchmark.py --mps and
+gpu_concurrency.sh) against a stand-in nvidia-cuda-mps-control: the pipe folder it exports is the one fmnist_benchmark.py's
 mps_active() reads, stopping removes the daemon, and without the binary it says so and
 fails so that the caller runs on without MPS."""
 import os
@@ -20,6 +20,14 @@ read -r cmd; [ "$cmd" = quit ] && rm -f "$CUDA_MPS_PIPE_DIRECTORY/control"
 '''
 
 
+def _fake_binary(tmp_path):
+    bin_dir = tmp_path / 'bin'
+    bin_dir.mkdir()
+    (bin_dir / 'nvidia-cuda-mps-control').write_text(FAKE)
+    (bin_dir / 'nvidia-cuda-mps-control').chmod(0o755)
+    return f'{bin_dir}:{os.environ["PATH"]}'
+
+
 def _bash(script, path):
     env = dict(os.environ, PATH=path)
     env.pop('CUDA_MPS_PIPE_DIRECTORY', None)
@@ -28,11 +36,7 @@ def _bash(script, path):
 
 
 def test_mps_start_exports_the_pipe_that_the_benchmark_recognises(tmp_path, monkeypatch):
-    bin_dir = tmp_path / 'bin'
-    bin_dir.mkdir()
-    (bin_dir / 'nvidia-cuda-mps-control').write_text(FAKE)
-    (bin_dir / 'nvidia-cuda-mps-control').chmod(0o755)
-    path = f'{bin_dir}:{os.environ["PATH"]}'
+    path = _fake_binary(tmp_path)
     out = _bash('mps_start && echo "PIPE=$CUDA_MPS_PIPE_DIRECTORY"', path)
     assert out.returncode == 0, out.stderr
     pipe = out.stdout.split('PIPE=')[1].strip()
@@ -52,3 +56,22 @@ def test_mps_start_exports_the_pipe_that_the_benchmark_recognises(tmp_path, monk
 def test_mps_start_without_the_binary_fails_and_says_why(tmp_path):
     out = _bash('mps_start; echo "rc=$?"', f'{tmp_path}:/usr/bin:/bin')
     assert 'rc=1' in out.stdout and 'not on PATH' in out.stdout
+
+
+def test_the_benchmark_starts_mps_for_its_run_and_stops_it(tmp_path, monkeypatch):
+    monkeypatch.setenv('PATH', _fake_binary(tmp_path))
+    monkeypatch.setenv('CUDA_MPS_PIPE_DIRECTORY', str(tmp_path / 'none'))  # none answers
+    monkeypatch.delenv('CUDA_MPS_LOG_DIRECTORY', raising=False)
+    mps_dir = bench.start_mps()
+    assert mps_dir and bench.mps_active()  # the stages' processes will find it
+    assert os.environ['CUDA_MPS_PIPE_DIRECTORY'] == osp.join(mps_dir, 'pipe')
+    bench.stop_mps(mps_dir)
+    assert not osp.exists(mps_dir) and 'CUDA_MPS_PIPE_DIRECTORY' not in os.environ
+    assert not bench.mps_active()
+    # without the binary the run goes on, without MPS and with the warning
+    monkeypatch.setenv('PATH', f'{tmp_path}:/usr/bin:/bin')
+    assert bench.start_mps() is None and not bench.mps_active()
+    args = bench.parse_args(['--device', 'cuda', '--jobs', '4'])
+    assert args.mps and 'without CUDA MPS' in bench.concurrency_warning(args)
+    assert not bench.parse_args(['--device', 'cuda']).mps  # one job: nothing to share
+    assert not bench.parse_args(['--device', 'cuda', '--jobs', '4', '--no-mps']).mps

@@ -12,8 +12,9 @@
 # ${OUT:-gpu_out}/. Finished stages are cached in the work
 # dir, so running the script again on the same machine continues the grid.
 #
-# With JOBS > 1 it starts CUDA's MPS daemon for the run (tools/gpu_mps.sh; MPS=0 leaves it
-# off): without it the processes time-slice the GPU and four run slower than one.
+# With JOBS > 1 the tool starts CUDA's MPS daemon for the run (--mps, tools/gpu_mps.sh;
+# MPS=0 leaves it off): without it the processes time-slice the GPU and four run slower
+# than one.
 #
 # Settings (environment): JOBS (default 4), LIMIT seconds (default 480), DATA_ROOT (default
 # data/fashion-mnist where it exists, else the configs' own), WORK_DIR (default
@@ -38,12 +39,8 @@ if [ "$DRY" = 1 ]; then
   WORK_DIR="${WORK_DIR}_dry"
 else
   source tools/gpu_env.sh
-  source tools/gpu_mps.sh
   DEVICE_ARGS=(--device cuda)
-  if [ "${MPS:-1}" = 1 ] && [ "$JOBS" -gt 1 ]; then
-    mps_start
-    trap mps_stop EXIT
-  fi
+  [ "${MPS:-1}" = 1 ] || DEVICE_ARGS+=(--no-mps)
   nvidia-smi --query-gpu=timestamp,utilization.gpu,memory.used --format=csv -l 5 \
     > "$OUTDIR/nvidia_smi.csv" 2>&1 &
   SMI=$!

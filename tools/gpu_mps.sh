@@ -1,4 +1,4 @@
-# Sourced by the GPU scripts (tools/gpu_fmnist.sh, tools/gpu_concurrency.sh): start and stop
+# Sourced by tools/gpu_concurrency.sh and by tools/analysis/fmnist_benchmark.py --mps: start and stop
 # CUDA's Multi-Process Service, so that several training processes share one GPU at once.
 # Without it CUDA time-slices the GPU between processes: four Fashion-MNIST pre-training
 # cells at once on one H200 ran at 140-185 ms per iteration each against 40 ms alone, with

@@ -36,10 +36,10 @@ schedules them per seed, caches each finished stage, and gathers the results:
 Rerunning the command continues where it stopped (each finished stage is cached in the
 work dir as result.json). ``--jobs N`` runs N stages at once (a stage waits for the encoder
 it fine-tunes): one cell of this size leaves a GPU mostly idle, so N processes share it.
-On CUDA they need MPS (tools/gpu_mps.sh; the tool warns without it): on an H200 four MAE
-cells at once ran at 140-185 ms per iteration each without MPS, against 40 ms alone, and at
-46-64 ms each under MPS (docs/benchmark.md, "On a GPU"). On CUDA ``--phased`` is the
-default: every encoder is pre-trained before any fine-tune starts.
+On CUDA they need MPS, which ``--mps`` (the default there) starts for the run: on an H200
+four MAE cells at once ran at 140-185 ms per iteration each without MPS, against 40 ms
+alone, and at 46-64 ms each under MPS (docs/benchmark.md, "On a GPU"). On CUDA
+``--phased`` is the default too: every encoder is pre-trained before any fine-tune starts.
 ``--time-limit S`` starts no stage after S seconds and stops the running ones at S, then
 writes the report from the finished stages (rerun to continue). ``--quick`` shrinks every
 stage (data, iterations, epochs): its accuracies mean nothing.
@@ -1066,9 +1066,38 @@ def concurrency_warning(args):
         return None
     return (f'warning: --jobs {args.jobs} on one GPU without CUDA MPS: the processes '
             f'time-slice the GPU and each runs several times slower (four MAE cells at once '
-            f'on an H200: 140-185 ms per iteration each, 40 ms alone). Start MPS first '
-            f'(`nvidia-cuda-mps-control -d`, or run tools/gpu_fmnist.sh, which does), or '
-            f'use --jobs 1.')
+            f'on an H200: 140-185 ms per iteration each, 40 ms alone). Let the tool start '
+            f'MPS (--mps, the default here; it needs nvidia-cuda-mps-control), start it '
+            f'yourself (`nvidia-cuda-mps-control -d`), or use --jobs 1.')
+
+
+MPS_SCRIPT = osp.join(ROOT, 'tools', 'gpu_mps.sh')
+
+
+def start_mps():
+    """Start a CUDA MPS daemon for the stages' processes with tools/gpu_mps.sh (the one
+    place that knows how), unless one already answers. Returns the folder of the daemon it
+    started (for :func:`stop_mps`), or None; on failure the run goes on without MPS."""
+    if mps_active():
+        print('MPS: a daemon already answers; using it', flush=True)
+        return None
+    out = subprocess.run(['bash', '-c', f'source "{MPS_SCRIPT}" && mps_start >&2 && '
+                          'echo "${MPS_DIR:-}"'], capture_output=True, text=True)
+    print(out.stderr.strip(), flush=True)
+    mps_dir = out.stdout.strip()
+    if out.returncode != 0 or not mps_dir:
+        return None
+    os.environ['CUDA_MPS_PIPE_DIRECTORY'] = osp.join(mps_dir, 'pipe')
+    os.environ['CUDA_MPS_LOG_DIRECTORY'] = osp.join(mps_dir, 'log')
+    return mps_dir
+
+
+def stop_mps(mps_dir: str) -> None:
+    """Stop the daemon :func:`start_mps` started and remove its folder."""
+    subprocess.run(['bash', '-c', f'source "{MPS_SCRIPT}" && MPS_STARTED=1 && '
+                    'MPS_DIR="$1" && mps_stop', '_', mps_dir])
+    for key in ('CUDA_MPS_PIPE_DIRECTORY', 'CUDA_MPS_LOG_DIRECTORY'):
+        os.environ.pop(key, None)
 
 
 def finish_plot(fig, ax, path: str, xlabel: str, ylabel: str, title: str, **title_kw) -> bool:
@@ -1207,6 +1236,11 @@ def parse_args(argv=None):
                              'raw pixels) before any fine-tune, so that the two kinds never '
                              'share the device (default: on with --device cuda and --jobs > 1, '
                              'where pre-training beside fine-tunes was starved; off otherwise)')
+    parser.add_argument('--mps', action=argparse.BooleanOptionalAction, default=None,
+                        help='start CUDA MPS for the run (tools/gpu_mps.sh) unless a daemon '
+                             'already answers, and stop it at the end (default: on with '
+                             '--device cuda and --jobs > 1: without MPS the processes '
+                             'time-slice the GPU and run slower together than one at a time)')
     parser.add_argument('--time-limit', type=float, default=None, metavar='SECONDS',
                         help='start no stage after SECONDS, stop the running ones then, and '
                              'report the finished stages (rerun the command to continue)')
@@ -1230,6 +1264,8 @@ def parse_args(argv=None):
         parser.error('--jobs must be >= 1')
     if args.phased is None:
         args.phased = args.device == 'cuda' and args.jobs > 1
+    if args.mps is None:
+        args.mps = args.device == 'cuda' and args.jobs > 1
     if args.loader_workers is None and args.device == 'cuda':
         args.loader_workers = min(8, max(1, (os.cpu_count() or 1) // args.jobs - 1))
     if args.loader_workers is not None and args.loader_workers < 0:
@@ -1252,6 +1288,7 @@ def main(argv=None):
         if not torch.cuda.is_available():
             raise SystemExit('--device cuda: no CUDA device is visible; run the CPU grid '
                              '(--device cpu) or check CUDA_VISIBLE_DEVICES')
+    mps_dir = start_mps() if args.mps else None
     warning = concurrency_warning(args)
     if warning:
         print(warning, flush=True)
@@ -1259,7 +1296,11 @@ def main(argv=None):
         sys.argv[1:] if argv is None else argv)
     os.makedirs(args.work_dir, exist_ok=True)
     start = time.time()
-    results = run_grid(args)
+    try:
+        results = run_grid(args)
+    finally:
+        if mps_dir:
+            stop_mps(mps_dir)
     total = time.time() - start
     md = osp.join(args.work_dir, 'results.md')
     rows = write_report(md, results, args, command, total)
