@@ -26,9 +26,9 @@ DATA_ROOT="${DATA_ROOT:-}"
 mkdir -p "$OUTDIR" && OUTDIR="$(cd "$OUTDIR" && pwd)"
 source tools/gpu_env.sh
 source tools/gpu_mps.sh
-trap mps_stop EXIT
 export OMP_NUM_THREADS="${OMP_NUM_THREADS:-$(( $(nproc) / N > 0 ? $(nproc) / N : 1 ))}"
 WORK="$(mktemp -d /tmp/mmmim-concurrency.XXXXXX)"
+trap 'mps_stop; rm -rf "$WORK"' EXIT
 OPTS=(train_cfg.max_iters="$ITERS" custom_hooks=[] default_hooks.logger.interval=25
       train_dataloader.num_workers="$WORKERS")
 [ -n "$DATA_ROOT" ] && OPTS+=(train_dataloader.dataset.data_root="$DATA_ROOT")

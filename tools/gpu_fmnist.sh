@@ -9,8 +9,8 @@
 # (phased by default on CUDA: every pre-training stage before any fine-tune), samples
 # nvidia-smi every 5 s, and copies the report (results.md, results.json with every stage's
 # seconds, the plot), the grid's log and every stage's train.log (stage_logs.tgz) to
-# ${OUT:-gpu_out}/. Finished stages are cached in the work
-# dir, so running the script again on the same machine continues the grid.
+# ${OUT:-gpu_out}/. Finished stages are cached in the work dir, so running the script
+# again on the same machine continues the grid.
 #
 # With JOBS > 1 the tool starts CUDA's MPS daemon for the run (--mps, tools/gpu_mps.sh;
 # MPS=0 leaves it off): without it the processes time-slice the GPU and four run slower
