@@ -1,7 +1,7 @@
-"""tools/gpu_mps.sh (MPS start/stop for fmnist_benchmark.py --mps and
-gpu_concurrency.sh) against a stand-in nvidia-cuda-mps-control: the pipe folder it exports is the one fmnist_benchmark.py's
-mps_active() reads, stopping removes the daemon, and without the binary it says so and
-fails so that the caller runs on without MPS."""
+"""tools/gpu_mps.sh (MPS start/stop for fmnist_benchmark.py --mps and gpu_concurrency.sh)
+against a stand-in nvidia-cuda-mps-control: the pipe folder it exports is the one
+fmnist_benchmark.py's mps_active() reads, stopping removes the daemon, and without the
+binary it says so and fails so that the caller runs on without MPS."""
 import os
 import os.path as osp
 import shutil
@@ -65,6 +65,8 @@ def test_the_benchmark_starts_mps_for_its_run_and_stops_it(tmp_path, monkeypatch
     mps_dir = bench.start_mps()
     assert mps_dir and bench.mps_active()  # the stages' processes will find it
     assert os.environ['CUDA_MPS_PIPE_DIRECTORY'] == osp.join(mps_dir, 'pipe')
+    # a daemon that already answers is used, not started again, and not the tool's to stop
+    assert bench.start_mps() is None and bench.mps_active()
     bench.stop_mps(mps_dir)
     assert not osp.exists(mps_dir) and 'CUDA_MPS_PIPE_DIRECTORY' not in os.environ
     assert not bench.mps_active()
@@ -75,3 +77,13 @@ def test_the_benchmark_starts_mps_for_its_run_and_stops_it(tmp_path, monkeypatch
     assert args.mps and 'without CUDA MPS' in bench.concurrency_warning(args)
     assert not bench.parse_args(['--device', 'cuda']).mps  # one job: nothing to share
     assert not bench.parse_args(['--device', 'cuda', '--jobs', '4', '--no-mps']).mps
+
+
+def test_the_report_names_the_mps_state_of_the_run_not_of_the_moment(monkeypatch):
+    import torch
+    monkeypatch.setattr(torch.cuda, 'get_device_name', lambda i=0: 'a GPU')
+    monkeypatch.setenv('CUDA_MPS_PIPE_DIRECTORY', '/nonexistent')  # stopped by now
+    assert 'MPS on)' in bench.hardware('cuda', mps=True)
+    assert 'MPS off)' in bench.hardware('cuda', mps=False)
+    assert 'MPS off)' in bench.hardware('cuda')  # no record: whether one answers now
+    assert bench.parse_args(['--device', 'cuda', '--jobs', '4']).mps_on is None

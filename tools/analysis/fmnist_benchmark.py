@@ -984,7 +984,7 @@ def write_report(path: str, results: dict, args, command: str, total_s: float) -
                          mae=rec['recipe-mae'], scratch=rec['recipe-scratch']))
     failed = [k for k, r in results.items() if not r.get('ok')]
     lines += ['', f'Command: `{command}`', '',
-              f'Hardware: {hardware(args.device)}; precision: '
+              f'Hardware: {hardware(args.device, args.mps_on)}; precision: '
               f'{amp_precision(args.device) if args.amp else "fp32"}; '
               f'{args.jobs} stage(s) at a time'
               f'{", pre-training first (--phased)" if args.phased else ""}. '
@@ -1035,13 +1035,16 @@ def amp_precision(device: str = 'cpu') -> str:
     return ('bf16 autocast' if d.fast else 'fp32') + f' (tools/train.py --amp; {d.reason})'
 
 
-def hardware(device: str = 'cpu') -> str:
+def hardware(device: str = 'cpu', mps=None) -> str:
+    """The machine, for reports; on CUDA with MPS on or off (``mps``: as recorded during the
+    run; None: whether a daemon answers now)."""
     from mmmim.utils.precision import describe_cpu
     out = f'{describe_cpu()}, Python {platform.python_version()}'
     if device == 'cuda':
         import torch
         out = (f'{torch.cuda.get_device_name(0)} (torch {torch.__version__}, CUDA '
-               f'{torch.version.cuda}, MPS {"on" if mps_active() else "off"}) with '
+               f'{torch.version.cuda}, MPS '
+               f'{"on" if (mps_active() if mps is None else mps) else "off"}) with '
                f'{os.cpu_count()} CPU threads: {out}')
     return out
 
@@ -1076,11 +1079,9 @@ MPS_SCRIPT = osp.join(ROOT, 'tools', 'gpu_mps.sh')
 
 def start_mps():
     """Start a CUDA MPS daemon for the stages' processes with tools/gpu_mps.sh (the one
-    place that knows how), unless one already answers. Returns the folder of the daemon it
-    started (for :func:`stop_mps`), or None; on failure the run goes on without MPS."""
-    if mps_active():
-        print('MPS: a daemon already answers; using it', flush=True)
-        return None
+    place that knows how, also whether one already answers). Returns the folder of the
+    daemon it started (for :func:`stop_mps`), or None: one already ran, or none could start
+    and the run goes on without MPS."""
     out = subprocess.run(['bash', '-c', f'source "{MPS_SCRIPT}" && mps_start >&2 && '
                           'echo "${MPS_DIR:-}"'], capture_output=True, text=True)
     print(out.stderr.strip(), flush=True)
@@ -1266,6 +1267,7 @@ def parse_args(argv=None):
         args.phased = args.device == 'cuda' and args.jobs > 1
     if args.mps is None:
         args.mps = args.device == 'cuda' and args.jobs > 1
+    args.mps_on = None  # main() records whether MPS answered during the run
     if args.loader_workers is None and args.device == 'cuda':
         args.loader_workers = min(8, max(1, (os.cpu_count() or 1) // args.jobs - 1))
     if args.loader_workers is not None and args.loader_workers < 0:
@@ -1289,6 +1291,7 @@ def main(argv=None):
             raise SystemExit('--device cuda: no CUDA device is visible; run the CPU grid '
                              '(--device cpu) or check CUDA_VISIBLE_DEVICES')
     mps_dir = start_mps() if args.mps else None
+    args.mps_on = mps_active()  # for the report, written after the daemon is stopped
     warning = concurrency_warning(args)
     if warning:
         print(warning, flush=True)
@@ -1305,7 +1308,8 @@ def main(argv=None):
     md = osp.join(args.work_dir, 'results.md')
     rows = write_report(md, results, args, command, total)
     with open(osp.join(args.work_dir, 'results.json'), 'w') as f:
-        json.dump(dict(rows=rows, stages=portable(results), args=vars(args), hardware=hardware(args.device),
+        json.dump(dict(rows=rows, stages=portable(results), args=vars(args),
+                       hardware=hardware(args.device, args.mps_on),
                        grid=GRIDS[args.grid], protocol=PROTOCOL, total_s=round(total, 1)),
                   f, indent=2)
     write_plot(osp.join(args.work_dir, 'accuracy_vs_time.png'), rows, args)
