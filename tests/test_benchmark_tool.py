@@ -46,6 +46,22 @@ def test_benchmark_compares_with_mmpretrain_on_an_rgb_config(tmp_path):
     assert 'ratio (views/s) mmmim / mmpretrain' in out
 
 
+def test_benchmark_times_gan_mae_after_its_adversarial_warm_up(tmp_path):
+    """A GAN-MAE config with a warm-up steps as one without (the adversarial step, same
+    FLOPs), also with each role's groups merged by MergedGroupsOptimWrapperConstructor."""
+    no_warmup = tmp_path / 'no_warmup.py'
+    no_warmup.write_text(f"_base_ = ['{REPO}/configs/fashion_mnist/gan-mae_vit-mini-p4_4e.py']\n"
+                         "model = dict(adv_warmup_epochs=0)\n")
+    merged = 'MergedGroupsOptimWrapperConstructor'
+    out = run('configs/fashion_mnist/gan-mae_vit-mini-p4_4e.py', '--batch-size', '2',
+              '--amp', 'fp32', '--compare', str(no_warmup), '--cfg-options',
+              f'optim_wrapper.generator.constructor={merged}',
+              f'optim_wrapper.discriminator.constructor={merged}')
+    flops = re.findall(r'(\S+):.*?([\d.]+) GFLOP/img', out)
+    assert [f[0] for f in flops] == ['mmmim', 'no_warmup.py'], out
+    assert flops[0][1] == flops[1][1], out
+
+
 @pytest.mark.skipif(not osp.isfile(osp.join(DEFAULT_ROOT, 'train-images-idx3-ubyte.gz')),
                     reason='dataset-fashion-mnist is not installed')
 def test_data_throughput_reports_data_time_share(tmp_path):

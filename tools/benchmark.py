@@ -183,6 +183,10 @@ class Bench:
         self.name, self.device = name, device
         model.init_weights()
         self.model = model.to(device).train()
+        if hasattr(self.model, 'set_train_progress'):
+            # GAN-MAE: in a run GANSchemeHook tells the model the iteration (its
+            # adversarial warm-up needs it); time the step after the warm-up
+            self.model.set_train_progress(10**9, 1)
         self.optim = build_optim_wrapper(self.model, optim_wrapper_cfg)
         self.batch = batch
         self.step_fn = self.model.train_step
