@@ -111,6 +111,32 @@ def _lrs(cfg_path):
     return cfg, out
 
 
+@pytest.mark.parametrize('method', ['mae', 'gan-mae'])
+def test_gpu_cells_merge_optimizer_groups_with_the_cpu_cells_settings(method):
+    """The gpu cell's optimizer: a few groups (not one per parameter) that give every
+    parameter the lr and weight decay the cpu cell's per-parameter groups give it."""
+    from mmengine.optim import build_optim_wrapper
+    from mmengine.registry import DefaultScope
+
+    from mmmim.registry import MODELS
+    built = {}
+    for grid in ('cpu', 'gpu'):
+        cfg = Config.fromfile(f'{bench.ROOT}/configs/fashion_mnist/benchmark/{grid}/{method}.py')
+        with DefaultScope.overwrite_default_scope('mmmim'):
+            model = MODELS.build(cfg.model)
+            wrapper = build_optim_wrapper(model, cfg.optim_wrapper)
+        names = {id(p): n for n, p in model.named_parameters()}
+        wrappers = getattr(wrapper, 'optim_wrappers', {'': wrapper})
+        built[grid] = {
+            role: ([{names[id(p)]: (g['lr'], g['weight_decay']) for g in w.optimizer.param_groups
+                     for p in g['params']}], len(w.optimizer.param_groups))
+            for role, w in wrappers.items()}
+    for role, (settings, groups) in built['gpu'].items():
+        assert groups <= 4, (role, groups)
+        assert built['cpu'][role][1] > 20  # one per parameter
+        assert settings == built['cpu'][role][0]
+
+
 @pytest.mark.parametrize('path, lr, decay, layers', [
     ('configs/fashion_mnist/benchmark/cpu/finetune-10pct.py', 3e-3, 0.75, 6),
     ('configs/fashion_mnist/benchmark/finetune-recipe_vit-mini-p4.py', 2e-3, 0.65, 6),

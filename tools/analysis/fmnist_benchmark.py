@@ -295,6 +295,18 @@ def _milestones(sched):
             for s in sched]
 
 
+def _merged_groups(optim_wrapper) -> str:
+    """The gpu cells' optimizer groups: one per setting instead of one per parameter, the
+    same update bit for bit in fewer kernel launches (each launch costs about as much as
+    a small kernel's work on a GPU; docs/benchmark.md)."""
+    merged = dict(constructor='MergedGroupsOptimWrapperConstructor')
+    if 'optimizer' not in optim_wrapper:  # GAN-MAE: one wrapper per role
+        merged = {role: merged for role in optim_wrapper
+                  if role not in ('constructor', 'paramwise_cfg')}
+    return ('# one optimizer group per setting, not per parameter: the same update, fewer launches\n'
+            + _py('optim_wrapper', merged))
+
+
 def render_pretrain(grid: str, method: str, iters: int, gflop: float, budget_tflop: float,
                     name: str = None) -> str:
     """A pre-training cell. The cpu cell of a method is its method config + the grid block
@@ -336,6 +348,8 @@ def render_pretrain(grid: str, method: str, iters: int, gflop: float, budget_tfl
         text += _budget('max_iters', iters)
         if model:
             text += _py('model', dict(adv_warmup_iters=model['adv_warmup_iters']))
+        if grid == 'gpu':
+            text += _merged_groups(cfg.optim_wrapper)
     sched = _scale_schedule(cfg.param_scheduler.to_dict() if hasattr(cfg.param_scheduler, 'to_dict')
                             else [s.to_dict() for s in cfg.param_scheduler], old_epochs, iters)
     if not own:

@@ -8,6 +8,9 @@ max_iters = 425
 train_cfg = dict(max_iters=max_iters)
 default_hooks = dict(checkpoint=dict(interval=max_iters))
 model = {'adv_warmup_iters': 106}
+# one optimizer group per setting, not per parameter: the same update, fewer launches
+optim_wrapper = {'generator': {'constructor': 'MergedGroupsOptimWrapperConstructor'},
+ 'discriminator': {'constructor': 'MergedGroupsOptimWrapperConstructor'}}
 param_scheduler = dict(
     generator=[dict(_base_.param_scheduler.generator[0], end=106),
     dict(_base_.param_scheduler.generator[1], begin=106, end=425)],

@@ -7,4 +7,6 @@ _base_ = ['../cpu/mae.py']
 max_iters = 398
 train_cfg = dict(max_iters=max_iters)
 default_hooks = dict(checkpoint=dict(interval=max_iters))
+# one optimizer group per setting, not per parameter: the same update, fewer launches
+optim_wrapper = {'constructor': 'MergedGroupsOptimWrapperConstructor'}
 param_scheduler = [dict(_base_.param_scheduler[0], end=100), dict(_base_.param_scheduler[1], begin=100, end=398)]

@@ -7,4 +7,6 @@ _base_ = ['../cpu/sbam.py']
 max_iters = 1583
 train_cfg = dict(max_iters=max_iters)
 default_hooks = dict(checkpoint=dict(interval=max_iters))
+# one optimizer group per setting, not per parameter: the same update, fewer launches
+optim_wrapper = {'constructor': 'MergedGroupsOptimWrapperConstructor'}
 param_scheduler = [dict(_base_.param_scheduler[0], end=396), dict(_base_.param_scheduler[1], begin=396, end=1583)]
