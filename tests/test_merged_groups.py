@@ -97,3 +97,18 @@ def test_a_merged_checkpoint_resumes_into_the_merged_optimizer():
 def test_without_paramwise_cfg_there_is_one_group():
     model = vit()
     assert len(build(model, True, paramwise=False).optimizer.param_groups) == 1
+
+
+def test_a_merged_checkpoint_resumed_without_the_constructor_is_explained():
+    from mmmim.utils.launch import explain_resume_error
+    a = vit()
+    ow_a = build(a, True)
+    steps(a, ow_a, 1)
+    with pytest.raises(ValueError) as info:  # PyTorch's own refusal, which names no fix
+        build(vit(), False).load_state_dict(copy.deepcopy(ow_a.state_dict()))
+    cfg = dict(resume=True, optim_wrapper=dict(optimizer=dict(type='AdamW')))
+    better = explain_resume_error(info.value, cfg)
+    assert 'MergedGroupsOptimWrapperConstructor' in str(better)
+    assert "'DefaultOptimWrapperConstructor'" in str(better) and 'load_from' in str(better)
+    assert explain_resume_error(info.value, dict(cfg, resume=False)) is None
+    assert explain_resume_error(ValueError('other'), cfg) is None

@@ -22,7 +22,8 @@ from mmengine.runner import Runner  # noqa: E402
 from mmmim.utils.dist import finish_distributed, setup_cpu_distributed  # noqa: E402
 from mmmim.utils.precision import describe_cpu  # noqa: E402
 from mmmim.utils.launch import (check_resume_source, load_config,  # noqa: E402
-                                explain_registry_error, make_load_from_strict,
+                                explain_registry_error, explain_resume_error,
+                                make_load_from_strict,
                                 prepare_strategy_config, switch_to_amp)
 
 
@@ -87,6 +88,11 @@ def main(argv=None):
         if better is None:
             raise
         raise better from None
+    except ValueError as e:
+        better = explain_resume_error(e, cfg)
+        if better is None:
+            raise
+        raise better from e
 
 
 if __name__ == '__main__':

@@ -143,6 +143,25 @@ def explain_registry_error(err):
         f"custom_imports=dict(imports=['your.module']) for a component of your own?")
 
 
+_GROUP_MISMATCH = ('different number of parameter groups',
+                   "doesn't match the size of optimizer's group")
+
+
+def explain_resume_error(err, cfg):
+    """Reword PyTorch's optimizer-state mismatch on a resume (the checkpoint's optimizer was
+    built with another grouping of the parameters); None for other errors."""
+    if not cfg.get('resume') or not any(m in str(err) for m in _GROUP_MISMATCH):
+        return None
+    ow = cfg.get('optim_wrapper') or {}
+    return ValueError(
+        f'{err}: the checkpoint\'s optimizer was built with another grouping of the '
+        f'parameters than this config\'s (optim_wrapper constructor: '
+        f"{ow.get('constructor', 'DefaultOptimWrapperConstructor')!r}; e.g. one written with "
+        "MergedGroupsOptimWrapperConstructor resumed without it, or the other way round). "
+        'Resume with the optim_wrapper (constructor and paramwise_cfg) it was written with, '
+        'or start a new run from its weights with load_from instead of resume.')
+
+
 STRICT_LOAD_FIX = (
     'Convert the checkpoint to this model\'s layout first (whole MAE models: `python '
     'tools/convert_checkpoint.py IN OUT --out-layout mmmim-mae`; see docs/checkpoints.md), '
