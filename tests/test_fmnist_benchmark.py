@@ -128,8 +128,8 @@ def test_gpu_cells_merge_optimizer_groups_with_the_cpu_cells_settings(method):
         names = {id(p): n for n, p in model.named_parameters()}
         wrappers = getattr(wrapper, 'optim_wrappers', {'': wrapper})
         built[grid] = {
-            role: ([{names[id(p)]: (g['lr'], g['weight_decay']) for g in w.optimizer.param_groups
-                     for p in g['params']}], len(w.optimizer.param_groups))
+            role: ({names[id(p)]: (g['lr'], g['weight_decay']) for g in w.optimizer.param_groups
+                    for p in g['params']}, len(w.optimizer.param_groups))
             for role, w in wrappers.items()}
     for role, (settings, groups) in built['gpu'].items():
         assert groups <= 4, (role, groups)

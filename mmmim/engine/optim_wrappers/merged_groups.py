@@ -56,19 +56,17 @@ class MergedGroupsOptimWrapperConstructor(DefaultOptimWrapperConstructor):
             return super().add_params(params, module, prefix, **kwargs)
         per_param: List[dict] = []
         super().add_params(per_param, module, prefix, **kwargs)
-        self._merged = merge_param_groups(per_param)
         self._num_unmerged = len(per_param)
-        for indices in self._merged:
+        for indices in merge_param_groups(per_param):
             group = {k: v for k, v in per_param[indices[0]].items() if k != 'params'}
             group['params'] = [p for i in indices for p in per_param[i]['params']]
             params.append(group)
 
     def __call__(self, model: nn.Module) -> OptimWrapper:
-        self._merged = None
         optim_wrapper = super().__call__(model)
-        if self._merged is not None:  # no paramwise_cfg: already a single group
+        if self.paramwise_cfg:  # else the default's single group: nothing was merged
             optim_wrapper.optimizer.register_load_state_dict_pre_hook(
-                _RefuseOtherLayout(len(self._merged), self._num_unmerged))
+                _RefuseOtherLayout(self._num_unmerged))
         return optim_wrapper
 
 
@@ -78,16 +76,16 @@ class _RefuseOtherLayout:
     the optimizer state alone would not do: the lr schedulers' saved state holds one
     base value per group too, and would be paired with the wrong groups."""
 
-    def __init__(self, num_groups: int, num_unmerged: int):
-        self.num_groups, self.num_unmerged = num_groups, num_unmerged
+    def __init__(self, num_unmerged: int):
+        self.num_unmerged = num_unmerged
 
     def __call__(self, optimizer, state_dict: dict) -> None:
-        saved = len(state_dict['param_groups'])
-        if saved != self.num_groups:
+        saved, built = len(state_dict['param_groups']), len(optimizer.param_groups)
+        if saved != built:
             how = (' (one per parameter: written without MergedGroupsOptimWrapperConstructor)'
                    if saved == self.num_unmerged else '')
             raise ValueError(
                 f'The checkpoint\'s optimizer state has {saved} parameter groups{how}; '
-                f'MergedGroupsOptimWrapperConstructor built {self.num_groups}. Resume it with '
+                f'MergedGroupsOptimWrapperConstructor built {built}. Resume it with '
                 'the constructor it was written with (drop optim_wrapper.constructor), or '
                 'start a new run from its weights with load_from instead of resume.')
