@@ -71,7 +71,10 @@ def test_raw_pixel_cells_probe_the_pixels_with_the_method_cells_protocol(grid):
     (ref,) = [h for h in mae.custom_hooks if h.type == 'LinearProbeHook']
     assert hook.feature == 'pixels' and ref.get('feature', 'cls+avg') == 'cls+avg'
     assert dict(hook, feature=None) == dict(ref, feature=None)  # same data, subsets, kNN
-    assert raw.model.data_preprocessor == mae.model.data_preprocessor  # same normalisation
+    # the same normalisation (the gpu MAE cell's preprocessor also crops, in training only)
+    norm = ('mean', 'std', 'to_rgb')
+    assert [raw.model.data_preprocessor.get(k) for k in norm] == [
+        mae.model.data_preprocessor.get(k) for k in norm]
     stages = bench.plan_stages(bench.parse_args(['--grid', grid, '--no-recipe']))
     assert [s['seed'] for s in stages if s['name'] == 'raw-pixels/pretrain'] == list(
         range(bench.GRIDS[grid]['seeds']))
@@ -135,6 +138,69 @@ def test_gpu_cells_merge_optimizer_groups_with_the_cpu_cells_settings(method):
         assert groups <= 4, (role, groups)
         assert built['cpu'][role][1] > 20  # one per parameter
         assert settings == built['cpu'][role][0]
+
+
+@pytest.mark.parametrize('method', ['mae', 'emae', 'sbam', 'sbam-amr', 'gan-mae',
+                                    'mae_equal-epochs'])
+def test_gpu_cells_crop_and_flip_on_the_device_as_the_cpu_cells_workers_do(method):
+    """The gpu cell moves its cpu cell's RandomResizedCrop + RandomFlip into the data
+    preprocessor with the same settings; normalisation and everything else are kept."""
+    cells = {grid: Config.fromfile(f'{bench.ROOT}/configs/fashion_mnist/benchmark/{grid}/{method}.py')
+             for grid in ('cpu', 'gpu')}
+    workers = {t['type']: t for t in cells['cpu'].train_dataloader.dataset.pipeline}
+    assert list(workers) == ['RandomResizedCrop', 'RandomFlip', 'PackInputs']
+    assert [t['type'] for t in cells['gpu'].train_dataloader.dataset.pipeline] == ['PackInputs']
+    pre = cells['gpu'].model.data_preprocessor
+    crop, flip = workers['RandomResizedCrop'], workers['RandomFlip']
+    assert pre.type == 'BatchRandomResizedCropDataPreprocessor'
+    assert crop.scale == bench.GRID_MODEL['img_size']  # the output keeps the image's size
+    assert (tuple(pre.crop_ratio_range), tuple(pre.aspect_ratio_range), pre.interpolation,
+            pre.flip_prob) == (tuple(crop.crop_ratio_range), tuple(crop.aspect_ratio_range),
+                               crop.interpolation, flip.prob)
+    cpu_pre = cells['cpu'].model.data_preprocessor
+    assert (pre.mean, pre.std) == (cpu_pre.mean, cpu_pre.std)
+    for cfg in cells.values():
+        del cfg.model['data_preprocessor'], cfg['train_dataloader']['dataset']['pipeline']
+        cfg.pop('optim_wrapper')  # merged groups: the test above
+        cfg.model.pop('adv_warmup_iters', None)  # GAN-MAE's, from the budget
+    assert cells['gpu'].model == cells['cpu'].model
+    assert cells['gpu'].train_dataloader == cells['cpu'].train_dataloader
+
+
+@pytest.mark.parametrize('method', ['mae', 'emae', 'sbam', 'sbam-amr', 'gan-mae'])
+def test_gpu_cells_train_on_batches_their_loader_only_packs(method):
+    """One training step of each gpu cell from a uint8 batch as its loader gives it: the
+    crop happens in the model's data preprocessor and every parameter group moves."""
+    import torch
+    from mmengine.optim import build_optim_wrapper
+    from mmengine.registry import DefaultScope
+
+    from mmmim.registry import MODELS
+    cfg = Config.fromfile(f'{bench.ROOT}/configs/fashion_mnist/benchmark/gpu/{method}.py')
+    torch.manual_seed(0)
+    with DefaultScope.overwrite_default_scope('mmmim'):
+        model = MODELS.build(cfg.model)
+        wrapper = build_optim_wrapper(model, cfg.optim_wrapper)
+    if hasattr(model, 'set_train_progress'):
+        model.set_train_progress(10**9, 1)  # GAN-MAE: past its adversarial warm-up
+    calls = []
+    real = model.data_preprocessor.crop_flip
+    model.data_preprocessor.crop_flip = lambda *a, **k: calls.append(1) or real(*a, **k)
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    data = dict(inputs=torch.randint(0, 256, (8, 1, 28, 28), dtype=torch.uint8),
+                data_samples=None)
+    losses = model.train_step(data, wrapper)
+    assert calls == [1]
+    assert all(torch.isfinite(v).all() for v in losses.values())
+    moved = {n for n, p in model.named_parameters() if not torch.equal(p, before[n])}
+    assert {n.split('.')[0] for n in moved} >= {'backbone', 'neck'}
+
+
+def test_moving_the_augmentation_refuses_a_pipeline_it_does_not_know():
+    pipeline = bench._grid_pipeline()
+    assert bench._on_device_crop(pipeline)['model']['data_preprocessor']['flip_prob'] == 0.5
+    with pytest.raises(ValueError, match='update _on_device_crop'):
+        bench._on_device_crop(pipeline[:1] + [dict(type='ColorJitter')] + pipeline[1:])
 
 
 @pytest.mark.parametrize('path, lr, decay, layers', [

@@ -18,7 +18,7 @@ from scipy.stats import ks_2samp
 
 from mmmim.datasets import ImageLoadError, LoadJpegBytes, LoadRandomResizedCrop
 from mmmim.datasets import input_pipeline as ip
-from mmmim.models.data_preprocessors import jpeg_decode
+from mmmim.models.data_preprocessors import batch_crop, jpeg_decode
 from mmmim.registry import MODELS
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
@@ -206,7 +206,7 @@ def test_gpu_path_matches_cpu_path_on_the_same_boxes(files, monkeypatch):
     paths = [files['ok.jpg'], files['png.jpg'], files['grey.jpg']]
     data = gpu_batch(paths)
     assert data['inputs'][0].dim() == 1 and data['inputs'][1].dim() == 3  # PNG decoded early
-    monkeypatch.setattr(jpeg_decode, 'sample_crop_boxes',
+    monkeypatch.setattr(batch_crop, 'sample_crop_boxes',
                         lambda sizes, *a, **k: np.array([box] * len(sizes)))
     out = preprocessor(flip_prob=0.0)(data, True)['inputs']
     assert out.shape == (3, 3, 224, 224) and out.dtype == torch.float32
@@ -220,13 +220,13 @@ def test_gpu_path_matches_cpu_path_on_the_same_boxes(files, monkeypatch):
 
 def test_gpu_path_flips_and_draws_from_the_shared_sampler(files, monkeypatch):
     calls = []
-    real = jpeg_decode.sample_crop_boxes
+    real = batch_crop.sample_crop_boxes
 
     def spy(sizes, *args, **kw):
         calls.append((sizes, args))
         return real(sizes, *args, **kw)
 
-    monkeypatch.setattr(jpeg_decode, 'sample_crop_boxes', spy)
+    monkeypatch.setattr(batch_crop, 'sample_crop_boxes', spy)
     data = gpu_batch([files['ok.jpg']] * 2)
     always = preprocessor(flip_prob=1.0, max_attempts=0)(data, True)['inputs']
     never = preprocessor(flip_prob=0.0, max_attempts=0)(data, True)['inputs']

@@ -232,12 +232,7 @@ def render_grid_block() -> str:
             '# frozen protocols at the end of a cell (kNN, linear probes on 1/10/100% of the labels)\n'
             '# and the iteration-based loop. Not a config to run: a cell lists it in its _base_\n'
             '# beside its method config and takes the values as _base_.grid.<name>.\n')
-    pipeline = []
-    for t in cfg.train_dataloader.dataset.pipeline:
-        t = t.to_dict()
-        if t.get('scale') == 32 or t.get('crop_size') == 32:
-            t.update({k: GRID_MODEL['img_size'] for k in ('scale', 'crop_size') if k in t})
-        pipeline.append(t)
+    pipeline = _grid_pipeline(cfg)
     probe_train, probe_test = _probe_datasets(cfg)
     text += _py('__probe_train', probe_train) + _py('__probe_test', probe_test)
     grid = dict(
@@ -255,6 +250,18 @@ def render_grid_block() -> str:
         log_processor=dict(by_epoch=False))
     return text + _py('grid', grid).replace("'PROBE_TRAIN'", '__probe_train').replace(
         "'PROBE_TEST'", '__probe_test')
+
+
+def _grid_pipeline(cfg=None) -> list:
+    """The grid's training pipeline: the MAE config's, its 32x32 sizes set to the grid's."""
+    cfg = cfg or Config.fromfile(osp.join(CONFIG_DIR, METHODS['mae']))
+    pipeline = []
+    for t in cfg.train_dataloader.dataset.pipeline:
+        t = t.to_dict()
+        if t.get('scale') == 32 or t.get('crop_size') == 32:
+            t.update({k: GRID_MODEL['img_size'] for k in ('scale', 'crop_size') if k in t})
+        pipeline.append(t)
+    return pipeline
 
 
 def _probe_datasets(cfg):
@@ -306,6 +313,30 @@ def _merged_groups(optim_wrapper) -> str:
             + _py('optim_wrapper', merged))
 
 
+def _on_device_crop(pipeline) -> dict:
+    """The gpu cells' augmentation: the grid pipeline's RandomResizedCrop and RandomFlip
+    moved from the loader workers into ``BatchRandomResizedCropDataPreprocessor`` (one
+    batched call on the model's device; the same box distribution). One loader worker
+    spends ~23 ms of a Xeon core on the two transforms for a batch of 256, about as long
+    as an MAE step on an H200, so the workers would bound how many cells share a GPU.
+    Returns the ``model`` and ``train_dataloader`` overrides."""
+    by_type = {t['type']: t for t in pipeline}
+    if [t['type'] for t in pipeline] != ['RandomResizedCrop', 'RandomFlip', 'PackInputs'] or \
+            by_type['RandomResizedCrop']['scale'] != GRID_MODEL['img_size'] or \
+            by_type['RandomFlip'].get('direction', 'horizontal') != 'horizontal':
+        raise ValueError(f'the grid pipeline {[t["type"] for t in pipeline]} is not '
+                         f'RandomResizedCrop(scale={GRID_MODEL["img_size"]}) + horizontal '
+                         f'RandomFlip + PackInputs; update _on_device_crop to move it')
+    crop = by_type['RandomResizedCrop']
+    preprocessor = dict(type='BatchRandomResizedCropDataPreprocessor',
+                        crop_ratio_range=crop['crop_ratio_range'],
+                        aspect_ratio_range=crop['aspect_ratio_range'],
+                        interpolation=crop['interpolation'],
+                        flip_prob=by_type['RandomFlip']['prob'])
+    return dict(model=dict(data_preprocessor=preprocessor),
+                train_dataloader=dict(dataset=dict(pipeline=[dict(type='PackInputs')])))
+
+
 def render_pretrain(grid: str, method: str, iters: int, gflop: float, budget_tflop: float,
                     name: str = None) -> str:
     """A pre-training cell. The cpu cell of a method is its method config + the grid block
@@ -345,8 +376,15 @@ def render_pretrain(grid: str, method: str, iters: int, gflop: float, budget_tfl
     else:
         text += f"_base_ = ['{'.' if grid == 'cpu' else '../cpu'}/{method}.py']\n"
         text += _budget('max_iters', iters)
+        model = dict(adv_warmup_iters=model['adv_warmup_iters']) if model else {}
+        if grid == 'gpu':
+            moved = _on_device_crop(_grid_pipeline())
+            model.update(moved['model'])
+            text += ('# RandomResizedCrop and flip on the model\'s device, a batch at a time, '
+                     'not per image\n# in the loader workers (the same box distribution)\n'
+                     + _py('train_dataloader', moved['train_dataloader']))
         if model:
-            text += _py('model', dict(adv_warmup_iters=model['adv_warmup_iters']))
+            text += _py('model', model)
         if grid == 'gpu':
             text += _merged_groups(cfg.optim_wrapper)
     sched = _scale_schedule(cfg.param_scheduler.to_dict() if hasattr(cfg.param_scheduler, 'to_dict')
@@ -1260,7 +1298,9 @@ def parse_args(argv=None):
                         help='data-loading processes of each stage\'s training loader (default: '
                              'the configs\' 1 on a CPU; on CUDA cores / jobs - 1, at most 8: one '
                              'worker\'s per-image transforms take 30-40 ms per batch of 256 on '
-                             'a Xeon core, as long as a whole MAE step on an H200)')
+                             'a Xeon core, as long as a whole MAE step on an H200. The gpu '
+                             'grid\'s pre-training cells crop and flip on the device, so their '
+                             'workers only pack the images, ~5 ms per batch)')
     parser.add_argument('--cost-steps', type=int, default=3)
     parser.add_argument('--cost-images', type=int, default=2000)
     args = parser.parse_args(argv)

@@ -13,11 +13,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from mmengine.logging import print_log
-from mmpretrain.models.utils.data_preprocessor import SelfSupDataPreprocessor
 
-from mmmim.datasets.input_pipeline import check_crop_ranges, sample_crop_boxes
 from mmmim.datasets.transforms import ON_ERROR, ImageLoadError
 from mmmim.registry import MODELS
+from .batch_crop import BatchRandomResizedCropDataPreprocessor
 
 _checked_devices = set()
 
@@ -61,7 +60,7 @@ def check_jpeg_decode_device(device) -> None:
 
 
 @MODELS.register_module()
-class JpegDecodeDataPreprocessor(SelfSupDataPreprocessor):
+class JpegDecodeDataPreprocessor(BatchRandomResizedCropDataPreprocessor):
     """Decode JPEG bytes on the model's device, RandomResizedCrop, flip, normalise.
 
     Takes what ``LoadJpegBytes`` + ``PackInputs`` + ``pseudo_collate`` give: a list of
@@ -102,6 +101,8 @@ class JpegDecodeDataPreprocessor(SelfSupDataPreprocessor):
             global state (seeded by mmengine's ``randomness``) plus the rank.
     """
 
+    interpolations = ('bicubic', 'bilinear', 'area')
+
     def __init__(self, size=224, crop_ratio_range: Tuple[float, float] = (0.08, 1.0),
                  aspect_ratio_range: Tuple[float, float] = (3. / 4., 4. / 3.),
                  max_attempts: int = 10, interpolation: str = 'bicubic',
@@ -113,32 +114,15 @@ class JpegDecodeDataPreprocessor(SelfSupDataPreprocessor):
         if rgb_to_bgr:
             raise ValueError(f'{name}: rgb_to_bgr=True is not supported: decoded images are '
                              f'RGB; give mean/std in RGB order')
-        super().__init__(mean=mean, std=std, non_blocking=non_blocking)
+        super().__init__(crop_ratio_range, aspect_ratio_range, max_attempts, interpolation,
+                         flip_prob, seed, mean=mean, std=std, non_blocking=non_blocking)
         self._channel_conversion = False
-        check_crop_ranges(name, crop_ratio_range, aspect_ratio_range, max_attempts)
         if on_error not in ON_ERROR:
             raise ValueError(f'{name}: on_error={on_error!r}; choose one of {list(ON_ERROR)}')
-        if interpolation not in ('bicubic', 'bilinear', 'area'):
-            raise ValueError(f"{name}: interpolation={interpolation!r}; choose 'bicubic', "
-                             f"'bilinear' or 'area'")
-        if not 0 <= flip_prob <= 1:
-            raise ValueError(f'{name}: flip_prob={flip_prob}; use a probability in [0, 1]')
         self.size = (size, size) if isinstance(size, int) else tuple(size)
-        self.crop_ratio_range = tuple(crop_ratio_range)
-        self.aspect_ratio_range = tuple(aspect_ratio_range)
-        self.max_attempts, self.interpolation = max_attempts, interpolation
-        self.flip_prob, self.on_error, self.seed = flip_prob, on_error, seed
+        self.on_error = on_error
         self.skipped: List[str] = []
-        self._rng = None
         check_jpeg_decode_device('cpu')  # torchvision present and able to decode at all
-
-    @property
-    def rng(self) -> np.random.Generator:
-        if self._rng is None:
-            from mmengine.dist import get_rank
-            seed = self.seed if self.seed is not None else int(np.random.randint(2**31))
-            self._rng = np.random.default_rng([seed, get_rank()])
-        return self._rng
 
     # -- decoding -------------------------------------------------------------------
     def _bad(self, path: str, problem: str) -> None:
@@ -218,16 +202,9 @@ class JpegDecodeDataPreprocessor(SelfSupDataPreprocessor):
         if samples is not None and len(keep) < n:
             samples = [samples[i] for i in keep]
         sizes = [tuple(img.shape[1:]) for img in imgs]
-        if training:
-            boxes = sample_crop_boxes(sizes, self.crop_ratio_range, self.aspect_ratio_range,
-                                      self.max_attempts, rng=self.rng)
-        else:
-            boxes = sample_crop_boxes(sizes, self.crop_ratio_range, self.aspect_ratio_range,
-                                      0)
-        batch = self.crop_resize(imgs, boxes)
+        batch = self.crop_resize(imgs, self.crop_boxes(sizes, training))
         if training and self.flip_prob > 0:
-            flip = torch.from_numpy(self.rng.uniform(size=len(imgs)) < self.flip_prob)
-            flip = flip.to(batch.device)
+            flip = self.random_flips(len(imgs), batch.device)
             batch = torch.where(flip[:, None, None, None], batch.flip(-1), batch)
         if self._enable_normalize:
             batch = (batch - self.mean) / self.std
