@@ -196,6 +196,17 @@ def test_gpu_cells_train_on_batches_their_loader_only_packs(method):
     assert {n.split('.')[0] for n in moved} >= {'backbone', 'neck'}
 
 
+def test_the_worker_crop_arm_is_the_gpu_mae_cell_with_the_cpu_cells_augmentation():
+    arm = Config.fromfile(f'{bench.BENCH_DIR}/gpu-mae_worker-crop.py')
+    cpu = Config.fromfile(f'{bench.BENCH_DIR}/cpu/mae.py')
+    gpu = Config.fromfile(f'{bench.BENCH_DIR}/gpu/mae.py')
+    assert arm.model.data_preprocessor == cpu.model.data_preprocessor
+    assert arm.train_dataloader == cpu.train_dataloader
+    for key in ('train_cfg', 'param_scheduler', 'optim_wrapper', 'custom_hooks'):
+        assert arm[key] == gpu[key], key
+    assert dict(arm.model, data_preprocessor=None) == dict(gpu.model, data_preprocessor=None)
+
+
 def test_moving_the_augmentation_refuses_a_pipeline_it_does_not_know():
     pipeline = bench._grid_pipeline()
     assert bench._on_device_crop(pipeline)['model']['data_preprocessor']['flip_prob'] == 0.5
