@@ -155,3 +155,19 @@ def test_probe_hook_refuses_an_unknown_feature_when_built():
     from mmmim.engine.hooks import LinearProbeHook
     with pytest.raises(ValueError, match="feature must be one of .*'pixels'"):
         LinearProbeHook(dict(), dict(), feature='pixel')
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason='needs a CUDA device')
+def test_probe_and_knn_on_cuda_agree_with_the_cpu():
+    """The probes run on the model's device: the same features fitted on CUDA and on the
+    CPU give the same top-1 up to float differences (the GPU session runs this)."""
+    from mmmim.evaluation import fit_linear_probe
+    g = torch.Generator().manual_seed(0)
+    centres = torch.randn(10, 64, generator=g) * 2
+    train_y = torch.arange(3000) % 10
+    test_y = torch.arange(1000) % 10
+    train_x = centres[train_y] + torch.randn(3000, 64, generator=g) * 6  # ~80% and ~73%
+    test_x = centres[test_y] + torch.randn(1000, 64, generator=g) * 6
+    cuda = [t.cuda() for t in (train_x, train_y, test_x, test_y)]
+    assert abs(fit_linear_probe(*cuda) - fit_linear_probe(train_x, train_y, test_x, test_y)) <= 0.3
+    assert abs(knn_top1(*cuda) - knn_top1(train_x, train_y, test_x, test_y)) <= 0.1

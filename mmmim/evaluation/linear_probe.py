@@ -99,12 +99,13 @@ def fit_linear_probe(train_x: Tensor, train_y: Tensor, test_x: Tensor, test_y: T
     """Logistic regression (full-batch L-BFGS) on standardised features; test top-1 (%).
 
     Standardising with the training statistics plays the role of MAE's affine-free
-    BatchNorm before the linear layer.
+    BatchNorm before the linear layer. Runs on the features' device (a GPU fits the
+    60k x 256 Fashion-MNIST probe in a fraction of a second; a busy CPU core needs seconds).
     """
     mean, std = train_x.mean(0), train_x.std(0) + 1e-6
     train_x, test_x = (train_x - mean) / std, (test_x - mean) / std
     num_classes = int(max(train_y.max(), test_y.max())) + 1
-    linear = torch.nn.Linear(train_x.shape[1], num_classes)
+    linear = torch.nn.Linear(train_x.shape[1], num_classes, device=train_x.device)
     torch.nn.init.zeros_(linear.weight)
     torch.nn.init.zeros_(linear.bias)
     opt = torch.optim.LBFGS(linear.parameters(), lr=1., max_iter=max_iter,

@@ -32,7 +32,9 @@ class LinearProbeHook(Hook):
     :func:`mmmim.evaluation.balanced_subset` with ``subset_seed``, default 0).
     The feature pass logs its progress with an ETA; kNN and the low-label probes reuse it
     (one pass for every protocol) and are added to the JSON as ``knn_top1`` and
-    ``probe_top1`` (``{"0.01": top-1, ...}``); ``top1`` stays the all-label probe.
+    ``probe_top1`` (``{"0.01": top-1, ...}``); ``top1`` stays the all-label probe. The
+    probes and kNN run on the model's device (on a GPU machine shared by several runs the
+    CPU cores are the scarce part).
     """
     priority = 'LOWEST'
 
@@ -71,8 +73,12 @@ class LinearProbeHook(Hook):
         test = extract_features(model, DATASETS.build(self.test_cfg), self.feature,
                                 max_items=self.max_test, precision=self.precision,
                                 progress='linear probe: test features')
+        labels = train[1]  # on the CPU: the subsets are drawn with numpy
+        device = next(model.parameters()).device  # the probes run where the model is
+        train, test = [tuple(t.to(device) for t in pair) for pair in (train, test)]
         runner.logger.info(f'linear probe: fitting the logistic regression on {len(train[1])} '
-                           f'x {train[0].shape[1]} features (L-BFGS, at most 200 steps)')
+                           f'x {train[0].shape[1]} features (L-BFGS, at most 200 steps, '
+                           f'on {device})')
         acc = fit_linear_probe(*train, *test, weight_decay=self.weight_decay)
         result = dict(feature=self.feature, top1=round(acc, 2), train_items=len(train[1]),
                       test_items=len(test[1]))
@@ -84,8 +90,8 @@ class LinearProbeHook(Hook):
         if self.label_fractions:
             result['subset_seed'], result['probe_top1'] = self.subset_seed, {}
             for fraction in self.label_fractions:
-                keep = balanced_subset(train[1].numpy(), fraction, self.subset_seed)
-                keep = torch.as_tensor(keep)
+                keep = balanced_subset(labels.numpy(), fraction, self.subset_seed)
+                keep = torch.as_tensor(keep, device=device)
                 top1 = acc if fraction == 1 else fit_linear_probe(
                     train[0][keep], train[1][keep], *test, weight_decay=self.weight_decay)
                 result['probe_top1'][str(fraction)] = round(top1, 2)
