@@ -16,12 +16,18 @@
 # MPS=0 leaves it off): without it the processes time-slice the GPU and four run slower
 # than one.
 #
-# Settings (environment): JOBS (default 4), LIMIT seconds (default 480), DATA_ROOT (default
-# data/fashion-mnist where it exists, else the configs' own), WORK_DIR (default
-# work_dirs/fmnist_benchmark/gpu), EXTRA (more fmnist_benchmark.py arguments, e.g.
-# "--no-recipe" or "--no-phased").
-# GPU_SESSION_DRY=1 runs the same command as a --quick grid on the CPU, to check the script
-# without a GPU (minutes; the accuracies mean nothing).
+# Settings (environment): JOBS (default 4), LIMIT seconds (default 480; the step costs
+# below count against it), DATA_ROOT (default data/fashion-mnist where it exists, else the
+# configs' own), WORK_DIR (default work_dirs/fmnist_benchmark/gpu), EXTRA (more
+# fmnist_benchmark.py arguments, e.g. "--no-recipe" or "--no-phased").
+# STEP_COSTS=1 first times one training step of the gpu cells on a synthetic batch of 256
+# (tools/benchmark.py, each run cut at 90 s, 150 s compiled; logs step_*.log, table
+# step_costs.txt): the MAE cell against itself with the crop in the workers
+# (configs/fashion_mnist/benchmark/gpu-mae_worker-crop.py: the device crop's cost), that
+# against the cpu cell (merged optimizer groups against one per parameter), in bf16 (no
+# loss scaling), with compiled layers, and the EMAE and GAN-MAE cells; then the grid.
+# GPU_SESSION_DRY=1 runs the same commands on the CPU (a --quick grid, a batch of 8 and one
+# step per timing), to check the script without a GPU (minutes; the figures mean nothing).
 set -uo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 OUTDIR="${OUT:-gpu_out}"
@@ -44,6 +50,28 @@ else
   nvidia-smi --query-gpu=timestamp,utilization.gpu,memory.used --format=csv -l 5 \
     > "$OUTDIR/nvidia_smi.csv" 2>&1 &
   SMI=$!
+fi
+if [ "${STEP_COSTS:-0}" = 1 ]; then
+  C=configs/fashion_mnist/benchmark
+  if [ "$DRY" = 1 ]; then STEP=(--device cpu --batch-size 8 --steps 1 --warmup 0); AMP=bf16
+  else STEP=(--batch-size 256 --steps 40 --warmup 5); AMP=fp16; fi
+  step() {  # NAME LIMIT ARGS...: one tools/benchmark.py run, its log in OUTDIR
+    local name="$1" limit="$2"; shift 2
+    timeout -k 10 "$limit" "$PY" tools/benchmark.py "$@" "${STEP[@]}" \
+      > "$OUTDIR/step_$name.log" 2>&1
+    echo "$name (rc $?): $*"
+    grep -E '^ *(mmmim|[^ ]+\.py): .*ms/step|^ratio' "$OUTDIR/step_$name.log" | sed 's/^/    /'
+  }
+  {
+    step crop 90 $C/gpu/mae.py --amp $AMP --compare $C/gpu-mae_worker-crop.py
+    step groups 90 $C/gpu-mae_worker-crop.py --amp $AMP --compare $C/cpu/mae.py
+    step bf16 90 $C/gpu/mae.py --amp bf16
+    step compiled 150 $C/gpu/mae.py --amp $AMP --compile-blocks
+    step emae 90 $C/gpu/emae.py --amp $AMP
+    step gan-mae 90 $C/gpu/gan-mae.py --amp $AMP
+  } | tee "$OUTDIR/step_costs.txt"
+  LIMIT=$((LIMIT - SECONDS))
+  echo "step costs took ${SECONDS}s; the grid gets the ${LIMIT}s left of LIMIT"
 fi
 DATA_ARGS=()
 if [ -n "$DATA_ROOT" ]; then
