@@ -209,7 +209,7 @@ def test_the_worker_crop_arm_is_the_gpu_mae_cell_with_the_cpu_cells_augmentation
 
 def test_moving_the_augmentation_refuses_a_pipeline_it_does_not_know():
     pipeline = bench._grid_pipeline()
-    assert bench._on_device_crop(pipeline)['model']['data_preprocessor']['flip_prob'] == 0.5
+    assert bench._on_device_crop(pipeline)['data_preprocessor']['flip_prob'] == 0.5
     with pytest.raises(ValueError, match='update _on_device_crop'):
         bench._on_device_crop(pipeline[:1] + [dict(type='ColorJitter')] + pipeline[1:])
 

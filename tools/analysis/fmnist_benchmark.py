@@ -247,7 +247,9 @@ def render_grid_block() -> str:
                         subset_seed=PROTOCOL['subset_seed']),
         train_cfg=dict(_delete_=True, type='IterBasedTrainLoop'),
         logger=dict(interval=50), checkpoint=dict(by_epoch=False, max_keep_ckpts=1),
-        log_processor=dict(by_epoch=False))
+        log_processor=dict(by_epoch=False),
+        # the gpu cells': the crop and flip in the data preprocessor, the workers only pack
+        device_crop=_on_device_crop(pipeline))
     return text + _py('grid', grid).replace("'PROBE_TRAIN'", '__probe_train').replace(
         "'PROBE_TEST'", '__probe_test')
 
@@ -319,7 +321,8 @@ def _on_device_crop(pipeline) -> dict:
     batched call on the model's device; the same box distribution). One loader worker
     spends ~23 ms of a Xeon core on the two transforms for a batch of 256, about as long
     as an MAE step on an H200, so the workers would bound how many cells share a GPU.
-    Returns the ``model`` and ``train_dataloader`` overrides."""
+    Returns the preprocessor and the pipeline left to the workers (the grid block's
+    ``device_crop``, which the gpu cells take)."""
     by_type = {t['type']: t for t in pipeline}
     if [t['type'] for t in pipeline] != ['RandomResizedCrop', 'RandomFlip', 'PackInputs'] or \
             by_type['RandomResizedCrop']['scale'] != GRID_MODEL['img_size'] or \
@@ -333,8 +336,7 @@ def _on_device_crop(pipeline) -> dict:
                         aspect_ratio_range=crop['aspect_ratio_range'],
                         interpolation=crop['interpolation'],
                         flip_prob=by_type['RandomFlip']['prob'])
-    return dict(model=dict(data_preprocessor=preprocessor),
-                train_dataloader=dict(dataset=dict(pipeline=[dict(type='PackInputs')])))
+    return dict(data_preprocessor=preprocessor, pipeline=[dict(type='PackInputs')])
 
 
 def render_pretrain(grid: str, method: str, iters: int, gflop: float, budget_tflop: float,
@@ -376,15 +378,15 @@ def render_pretrain(grid: str, method: str, iters: int, gflop: float, budget_tfl
     else:
         text += f"_base_ = ['{'.' if grid == 'cpu' else '../cpu'}/{method}.py']\n"
         text += _budget('max_iters', iters)
-        model = dict(adv_warmup_iters=model['adv_warmup_iters']) if model else {}
+        model = {k: repr(v) for k, v in model.items() if k == 'adv_warmup_iters'}
         if grid == 'gpu':
-            moved = _on_device_crop(_grid_pipeline())
-            model.update(moved['model'])
             text += ('# RandomResizedCrop and flip on the model\'s device, a batch at a time, '
                      'not per image\n# in the loader workers (the same box distribution)\n'
-                     + _py('train_dataloader', moved['train_dataloader']))
+                     'train_dataloader = dict(dataset=dict(pipeline=_base_.grid.device_crop.'
+                     'pipeline))\n')
+            model['data_preprocessor'] = '_base_.grid.device_crop.data_preprocessor'
         if model:
-            text += _py('model', model)
+            text += 'model = dict(' + ', '.join(f'{k}={v}' for k, v in model.items()) + ')\n'
         if grid == 'gpu':
             text += _merged_groups(cfg.optim_wrapper)
     sched = _scale_schedule(cfg.param_scheduler.to_dict() if hasattr(cfg.param_scheduler, 'to_dict')

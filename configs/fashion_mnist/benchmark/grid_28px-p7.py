@@ -38,4 +38,10 @@ grid = {'model': {'data_preprocessor': {'mean': [72.94], 'std': [90.02]},
  'train_cfg': {'_delete_': True, 'type': 'IterBasedTrainLoop'},
  'logger': {'interval': 50},
  'checkpoint': {'by_epoch': False, 'max_keep_ckpts': 1},
- 'log_processor': {'by_epoch': False}}
+ 'log_processor': {'by_epoch': False},
+ 'device_crop': {'data_preprocessor': {'type': 'BatchRandomResizedCropDataPreprocessor',
+                                       'crop_ratio_range': (0.5, 1.0),
+                                       'aspect_ratio_range': (0.75, 1.3333333333333333),
+                                       'interpolation': 'bicubic',
+                                       'flip_prob': 0.5},
+                 'pipeline': [{'type': 'PackInputs'}]}}

@@ -9,12 +9,8 @@ train_cfg = dict(max_iters=max_iters)
 default_hooks = dict(checkpoint=dict(interval=max_iters))
 # RandomResizedCrop and flip on the model's device, a batch at a time, not per image
 # in the loader workers (the same box distribution)
-train_dataloader = {'dataset': {'pipeline': [{'type': 'PackInputs'}]}}
-model = {'data_preprocessor': {'type': 'BatchRandomResizedCropDataPreprocessor',
-                       'crop_ratio_range': (0.5, 1.0),
-                       'aspect_ratio_range': (0.75, 1.3333333333333333),
-                       'interpolation': 'bicubic',
-                       'flip_prob': 0.5}}
+train_dataloader = dict(dataset=dict(pipeline=_base_.grid.device_crop.pipeline))
+model = dict(data_preprocessor=_base_.grid.device_crop.data_preprocessor)
 # one optimizer group per setting, not per parameter: the same update, fewer launches
 optim_wrapper = {'constructor': 'MergedGroupsOptimWrapperConstructor'}
 param_scheduler = [dict(_base_.param_scheduler[0], end=100), dict(_base_.param_scheduler[1], begin=100, end=398)]
