@@ -25,7 +25,8 @@
 # step_costs.txt): the MAE cell against itself with the crop in the workers
 # (configs/fashion_mnist/benchmark/gpu-mae_worker-crop.py: the device crop's cost), that
 # against the cpu cell (merged optimizer groups against one per parameter), in bf16 (no
-# loss scaling), with compiled layers, and the EMAE and GAN-MAE cells; then the grid.
+# loss scaling), with compiled layers (and with CUDA graphs of them: compile mode
+# reduce-overhead), and the EMAE and GAN-MAE cells; then the grid.
 # GPU_SESSION_DRY=1 runs the same commands on the CPU (a --quick grid, a batch of 8 and one
 # step per timing), to check the script without a GPU (minutes; the figures mean nothing).
 set -uo pipefail
@@ -67,6 +68,8 @@ if [ "${STEP_COSTS:-0}" = 1 ]; then
     step groups 90 $C/gpu-mae_worker-crop.py --amp $AMP --compare $C/cpu/mae.py
     step bf16 90 $C/gpu/mae.py --amp bf16
     step compiled 150 $C/gpu/mae.py --amp $AMP --compile-blocks
+    step cudagraphs 150 $C/gpu/mae.py --amp $AMP --cfg-options \
+      model.backbone.compile_blocks.mode=reduce-overhead model.neck.compile_blocks.mode=reduce-overhead
     step emae 90 $C/gpu/emae.py --amp $AMP
     step gan-mae 90 $C/gpu/gan-mae.py --amp $AMP
   } | tee "$OUTDIR/step_costs.txt"
