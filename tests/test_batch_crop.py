@@ -81,14 +81,34 @@ def test_evaluation_batches_are_only_normalised():
     assert torch.equal(ours(data, False)['inputs'], theirs(data, False)['inputs'])
 
 
-def test_the_seed_fixes_the_crops_and_flips():
+def test_the_seeds_fix_the_crops_and_flips():
     data = dict(inputs=torch.from_numpy(smooth_images(n=8)), data_samples=None)
 
-    def run(seed):
+    def run(seed, global_seed=0):
+        np.random.seed(global_seed)  # what mmengine's randomness.seed sets
         return BatchRandomResizedCropDataPreprocessor(crop_ratio_range=(0.3, 1.0),
                                                       seed=seed)(data, True)['inputs']
     assert torch.equal(run(3), run(3))
     assert not torch.equal(run(3), run(4))
+    assert not torch.equal(run(3), run(3, global_seed=1))
+
+
+def test_a_resumed_run_crops_its_next_batches_as_the_uninterrupted_run():
+    """ResumeStateHook saves numpy's global state with the checkpoint and restores it; a
+    new process's preprocessor must then draw the crops the first run drew next."""
+    data = dict(inputs=torch.from_numpy(smooth_images(n=8)), data_samples=None)
+
+    def build():
+        return BatchRandomResizedCropDataPreprocessor(crop_ratio_range=(0.3, 1.0))
+    np.random.seed(0)
+    first = build()
+    first(data, True)
+    saved = np.random.get_state()  # the checkpoint after one iteration
+    expected = [first(data, True)['inputs'] for _ in range(2)]
+    np.random.seed(123)  # the new process starts from some other state
+    resumed = build()
+    np.random.set_state(saved)
+    assert all(torch.equal(resumed(data, True)['inputs'], e) for e in expected)
 
 
 def test_a_list_of_equal_images_is_stacked_and_unequal_ones_are_refused():

@@ -39,7 +39,8 @@ class BatchRandomResizedCropDataPreprocessor(SelfSupDataPreprocessor):
 
     How it differs from the per-image transforms (``tests/test_batch_crop.py`` measures
     both): the same box distribution, a different random stream (drawn in the main
-    process from ``seed``); resampling with PyTorch's bicubic or bilinear kernel at the
+    process, a new generator per batch keyed by numpy's global stream, so a resumed run
+    continues it exactly); resampling with PyTorch's bicubic or bilinear kernel at the
     same sample points as OpenCV's resize of the crop. Taps that fall outside a crop read
     the image's own pixels there, where OpenCV, which sees only the crop, repeats its edge
     pixel; that changes only the outermost output pixels of a crop. There is no
@@ -52,8 +53,9 @@ class BatchRandomResizedCropDataPreprocessor(SelfSupDataPreprocessor):
         max_attempts (int): draws before the centre-crop fall-back (default 10).
         interpolation (str): 'bicubic' (default) or 'bilinear'.
         flip_prob (float): horizontal flip probability (default 0.5).
-        seed (int | None): seed of the crop/flip generator; None draws it from numpy's
-            global state (seeded by mmengine's ``randomness``) plus the rank.
+        seed (int | None): mixed into every batch's generator key (see
+            :meth:`next_rng`); the crops also follow numpy's global stream, which
+            ``randomness.seed`` sets, and resume with it.
         mean, std, to_rgb, bgr_to_rgb, rgb_to_bgr, non_blocking: as
             ``SelfSupDataPreprocessor``.
     """
@@ -81,13 +83,21 @@ class BatchRandomResizedCropDataPreprocessor(SelfSupDataPreprocessor):
         self.flip_prob, self.seed = flip_prob, seed
         self._rng = None
 
+    def next_rng(self) -> np.random.Generator:
+        """A new generator for one batch's crops and flips. Its key: a draw from numpy's
+        global stream, the rank and ``seed``. mmengine's ``randomness`` seeds that stream
+        and ``ResumeStateHook`` saves and restores it, so a resumed run crops its next
+        batches as the uninterrupted run would; the rank gives every process its own
+        crops."""
+        from mmengine.dist import get_rank
+        key = [int(np.random.randint(2**31)), get_rank()]
+        self._rng = np.random.default_rng(key + ([] if self.seed is None else [self.seed]))
+        return self._rng
+
     @property
     def rng(self) -> np.random.Generator:
-        if self._rng is None:
-            from mmengine.dist import get_rank
-            seed = self.seed if self.seed is not None else int(np.random.randint(2**31))
-            self._rng = np.random.default_rng([seed, get_rank()])
-        return self._rng
+        """The current batch's generator (training forwards start a new one)."""
+        return self._rng if self._rng is not None else self.next_rng()
 
     def crop_boxes(self, sizes, training: bool) -> np.ndarray:
         """``(N, 4)`` boxes (top, left, h, w): random in training, else the centre crop
@@ -142,6 +152,7 @@ class BatchRandomResizedCropDataPreprocessor(SelfSupDataPreprocessor):
         if self._channel_conversion:
             inputs = inputs[:, [2, 1, 0], ...]
         sizes = np.tile(np.array(inputs.shape[-2:]), (len(inputs), 1))
+        self.next_rng()
         flips = self.random_flips(len(inputs), inputs.device) if self.flip_prob > 0 else None
         batch = self.crop_flip(inputs.float(), self.crop_boxes(sizes, True), flips)
         if self._enable_normalize:

@@ -97,8 +97,9 @@ class JpegDecodeDataPreprocessor(BatchRandomResizedCropDataPreprocessor):
             ``to_rgb=True``. Decoded images are RGB, so ``to_rgb`` / ``bgr_to_rgb`` are
             accepted (for configs that inherit them) and change nothing;
             ``rgb_to_bgr=True`` is refused.
-        seed (int | None): seed of the crop/flip generator; None draws it from numpy's
-            global state (seeded by mmengine's ``randomness``) plus the rank.
+        seed (int | None): mixed into every batch's generator key, as in
+            :class:`BatchRandomResizedCropDataPreprocessor` (a new generator per batch
+            keyed by numpy's global stream and the rank: resumes exactly).
     """
 
     interpolations = ('bicubic', 'bilinear', 'area')
@@ -202,6 +203,8 @@ class JpegDecodeDataPreprocessor(BatchRandomResizedCropDataPreprocessor):
         if samples is not None and len(keep) < n:
             samples = [samples[i] for i in keep]
         sizes = [tuple(img.shape[1:]) for img in imgs]
+        if training:
+            self.next_rng()
         batch = self.crop_resize(imgs, self.crop_boxes(sizes, training))
         if training and self.flip_prob > 0:
             flip = self.random_flips(len(imgs), batch.device)
