@@ -37,9 +37,14 @@ def images(tmp_path_factory):
     return str(root)
 
 
-def _cmd(work, images, *extra):
+def _cmd(work, images, *extra, options=()):
     return [sys.executable, 'tools/train.py', CONFIG, '--work-dir', work, *extra,
-            '--cfg-options', f'train_dataloader.dataset.data_root={images}']
+            '--cfg-options', f'train_dataloader.dataset.data_root={images}', *options]
+
+
+# the crop and flip drawn in the main process, by the model's data preprocessor
+DEVICE_CROP = ('model.data_preprocessor.type=BatchRandomResizedCropDataPreprocessor',
+               'model.data_preprocessor.crop_ratio_range=(0.3,1.0)')
 
 
 def _run(cmd, **env):
@@ -54,19 +59,22 @@ def _losses(work):
 
 
 # ---------------------------------------------------------------- kill -9 and resume
-def test_kill_mid_epoch_then_resume_continues_the_loss_curve(tmp_path, images):
+@pytest.mark.parametrize('options', [(), DEVICE_CROP], ids=['', 'device-crop'])
+def test_kill_mid_epoch_then_resume_continues_the_loss_curve(tmp_path, images, options):
     """A run killed (SIGKILL) in the middle of epoch 1, right after its iteration-6
     checkpoint, resumed with --resume, logs the same losses for iterations 7..16 as a
     run that was never interrupted: model, optimizer, scheduler, message hub, the
-    sampler position inside the epoch and every random generator are restored."""
+    sampler position inside the epoch and every random generator are restored (with
+    the crops drawn by the data preprocessor too)."""
     ref = str(tmp_path / 'ref')
-    rc, log = _run(_cmd(ref, images))
+    rc, log = _run(_cmd(ref, images, options=options))
     assert rc == 0, log[-3000:]
     expected = _losses(ref)
     assert sorted(expected) == list(range(1, 17))
 
     work = str(tmp_path / 'work')
-    proc = subprocess.Popen(_cmd(work, images), cwd=REPO, stdout=subprocess.DEVNULL,
+    proc = subprocess.Popen(_cmd(work, images, options=options), cwd=REPO,
+                            stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL,
                             env={**os.environ, **ENV, 'MMMIM_PROBE_HANG_AT': '7'})
     marker = osp.join(work, 'hanging')
@@ -84,8 +92,10 @@ def test_kill_mid_epoch_then_resume_continues_the_loss_curve(tmp_path, images):
         assert f.read().strip().endswith('iter_6.pth')
     before = set(os.listdir(work))
 
-    rc, log = _run(_cmd(work, images, '--resume'))
+    rc, log = _run(_cmd(work, images, '--resume', options=options))
     assert rc == 0, log[-3000:]
+    if options:
+        assert 'BatchRandomResizedCropDataPreprocessor' in log
     assert 'resumed epoch: 0, iter: 6' in log
     assert 'continuing epoch 1 after its first 6 batches' in log
     assert 'Epoch(train) [1][7/8]' in log and 'Epoch(train) [1][1/8]' not in log
