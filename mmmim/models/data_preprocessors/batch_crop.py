@@ -44,8 +44,8 @@ class BatchRandomResizedCropDataPreprocessor(SelfSupDataPreprocessor):
     same sample points as OpenCV's resize of the crop. Taps that fall outside a crop read
     the image's own pixels there, where OpenCV, which sees only the crop, repeats its edge
     pixel; that changes only the outermost output pixels of a crop. There is no
-    antialiasing: the output has the input's size, so a crop is never shrunk more than
-    its aspect-ratio change.
+    antialiasing, and none is needed: the output has the input's size and a crop is
+    never larger than the image, so crops are only ever enlarged.
 
     Config keys:
         crop_ratio_range (tuple): area fraction range, default (0.08, 1.0).
