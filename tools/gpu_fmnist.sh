@@ -52,6 +52,12 @@ else
     > "$OUTDIR/nvidia_smi.csv" 2>&1 &
   SMI=$!
 fi
+# the checks that need CUDA (skipped elsewhere): the probes fitted on the GPU agree with
+# the CPU's
+if "$PY" -c 'import pytest' 2>/dev/null; then
+  "$PY" -m pytest -q -p no:cacheprovider tests/test_knn.py -k cuda > "$OUTDIR/cuda_tests.log" 2>&1
+  echo "CUDA-only tests: $(tail -1 "$OUTDIR/cuda_tests.log")"
+fi
 if [ "${STEP_COSTS:-0}" = 1 ]; then
   C=configs/fashion_mnist/benchmark
   if [ "$DRY" = 1 ]; then STEP=(--device cpu --batch-size 8 --steps 1 --warmup 0); AMP=bf16
