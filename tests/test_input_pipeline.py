@@ -308,6 +308,26 @@ def test_throughput_tool_loader_mode(tmp_path):
     assert 'config / mmpretrain' in out.stdout and 'cores per GPU' in out.stdout
 
 
+@pytest.mark.skipif(not osp.exists('/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz'),
+                    reason='needs Fashion-MNIST')
+def test_throughput_tool_loader_mode_on_the_configs_own_data_set():
+    """--loader --real: the config's data set through its pipeline, and the rate of a
+    preprocessor that crops on the device (the gpu cells of the Fashion-MNIST grid)."""
+    def run(*extra):
+        return subprocess.run(
+            [sys.executable, osp.join(ROOT, 'tools/analysis/data_throughput.py'),
+             osp.join(ROOT, 'configs/fashion_mnist/benchmark/gpu/mae.py'), '--loader', '--real',
+             '--workers', '0', '--batch-size', '16', '--batches', '1', '--rounds', '1', *extra],
+            capture_output=True, text=True, cwd=ROOT, env={'PYTHONPATH': ROOT, 'PATH': '/usr/bin:/bin'})
+
+    out = run()
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "data: the config's data set" in out.stdout
+    assert '| config | 0 |' in out.stdout and '| config: preprocessor on cpu | 0 |' in out.stdout
+    out = run('--compare')  # mmpretrain's pipeline needs JPEG files: refused, named
+    assert out.returncode != 0 and 'drop --real' in out.stderr
+
+
 def test_throughput_tool_breakdown(files):
     import importlib.util
     spec = importlib.util.spec_from_file_location(

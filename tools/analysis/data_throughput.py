@@ -8,8 +8,13 @@
    ``--compare`` runs mmpretrain's default MAE pipeline (``LoadImageFromFile`` +
    ``RandomResizedCrop(224, (0.2, 1.0), bicubic, pillow)`` + ``RandomFlip`` +
    ``PackInputs``) alternately with the config's on the same files, and prints the ratio.
-   For the GPU-decode path (``JpegDecodeDataPreprocessor``) the workers only read bytes;
-   the preprocessor's decode/crop rate is timed separately on ``--device``.
+   For the GPU-decode path (``JpegDecodeDataPreprocessor``) the workers only read bytes,
+   and with ``BatchRandomResizedCropDataPreprocessor`` they only pack images; the
+   preprocessor's decode/crop rate is timed separately on ``--device``. With ``--real``
+   the loader reads the config's own data set (e.g. Fashion-MNIST) through its pipeline:
+
+       python tools/analysis/data_throughput.py configs/fashion_mnist/benchmark/gpu/mae.py \
+           --loader --real --workers 0 --batch-size 256
 
        python tools/analysis/data_throughput.py configs/mae/vit-b_800e.py --loader \
            --workers 0 1 2 --compare --step-rate 3085
@@ -141,9 +146,14 @@ def with_loader(pipeline):
 
 
 def loader_cfg(cfg_loader, root, pipeline, batch_size, workers, collate=None):
+    """The timed loader: the images under ``root`` through ``pipeline``, or with ``root``
+    None (``--real``) the config's own data set through ``pipeline`` as it is."""
     loader = copy.deepcopy(cfg_loader)
-    loader.dataset = dict(type='mmpretrain.CustomDataset', data_root=root, with_label=False,
-                          pipeline=with_loader(pipeline))
+    if root is None:
+        loader.dataset.pipeline = pipeline
+    else:
+        loader.dataset = dict(type='mmpretrain.CustomDataset', data_root=root,
+                              with_label=False, pipeline=with_loader(pipeline))
     loader.sampler = dict(type='InfiniteSampler', shuffle=True, seed=0)
     loader.batch_size = batch_size
     loader.num_workers = workers
@@ -271,7 +281,13 @@ def loader_mode(args, cfg):
         raise SystemExit(f'--breakdown times LoadRandomResizedCrop; the train pipeline of '
                          f'{args.config} has none (use e.g. configs/mae/vit-b_800e.py)')
     root = args.data
-    if root is None:
+    if args.real:
+        if args.breakdown or args.compare or args.pipeline == 'mmpretrain':
+            raise SystemExit('--real times the config\'s own data set and pipeline; '
+                             '--breakdown, --compare and --pipeline mmpretrain need JPEG files '
+                             '(drop --real)')
+        what = 'the config\'s data set'
+    elif root is None:
         root = osp.join(tempfile.mkdtemp(prefix='mmmim-data-'), 'images')
         write_jpegs(root, args.images, args.size, noise=args.noise)
         what = f'{args.images} generated {args.size[1]}x{args.size[0]} JPEGs'
@@ -295,7 +311,8 @@ def loader_mode(args, cfg):
         pipelines.append(('mmpretrain', mmpretrain_pipeline(args.mmpretrain_backend),
                           dict(type='default_collate')))
     pre_cfg = cfg.model.get('data_preprocessor', {})
-    decodes = (pre_cfg.get('type', '').split('.')[-1] == 'JpegDecodeDataPreprocessor'
+    # a preprocessor that does the workers' decoding or cropping: its own rate is timed too
+    decodes = (pre_cfg.get('type', '').split('.')[-1] in AUGMENTING_PREPROCESSORS
                and args.pipeline == 'config')
     print(f'config: {args.config}; data: {what}; batch {batch}; pin_memory: '
           f'{cfg.train_dataloader.get("pin_memory", False)}')
@@ -335,12 +352,16 @@ def loader_mode(args, cfg):
                 print(f'{name}, {w} worker(s): {per:.0f} img/s per process -> '
                       f'{args.step_rate / per:.1f} cores per GPU at {args.step_rate:.0f} img/s')
         if decodes:
-            print('(GPU-decode path: the cores above only read files; decoding costs GPU '
-                  'time, which the end-to-end run measures: tools/analysis/gpu_input_e2e.py)')
+            print('(the cores above only read files or pack images; decoding and cropping '
+                  'cost device time, the preprocessor row)')
+
+
+AUGMENTING_PREPROCESSORS = ('JpegDecodeDataPreprocessor',
+                            'BatchRandomResizedCropDataPreprocessor')
 
 
 def preprocess_rate(cfg, batches, args):
-    """Images/s of the config's decoding data preprocessor on ``--device``."""
+    """Images/s of the config's decoding or cropping data preprocessor on ``--device``."""
     import time
 
     import torch

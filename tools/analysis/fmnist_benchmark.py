@@ -319,8 +319,9 @@ def _on_device_crop(pipeline) -> dict:
     """The gpu cells' augmentation: the grid pipeline's RandomResizedCrop and RandomFlip
     moved from the loader workers into ``BatchRandomResizedCropDataPreprocessor`` (one
     batched call on the model's device; the same box distribution). One loader worker
-    spends ~23 ms of a Xeon core on the two transforms for a batch of 256, about as long
-    as an MAE step on an H200, so the workers would bound how many cells share a GPU.
+    spends ~20 ms of a Xeon core on a batch of 256 with the two transforms (~4 ms
+    without), about as long as an MAE step on an H200, so the workers would bound how
+    many cells share a GPU.
     Returns the preprocessor and the pipeline left to the workers (the grid block's
     ``device_crop``, which the gpu cells take)."""
     by_type = {t['type']: t for t in pipeline}
@@ -1302,7 +1303,7 @@ def parse_args(argv=None):
                              'worker\'s per-image transforms take 30-40 ms per batch of 256 on '
                              'a Xeon core, as long as a whole MAE step on an H200. The gpu '
                              'grid\'s pre-training cells crop and flip on the device, so their '
-                             'workers only pack the images, ~5 ms per batch)')
+                             'workers only pack the images, ~4 ms per batch)')
     parser.add_argument('--cost-steps', type=int, default=3)
     parser.add_argument('--cost-images', type=int, default=2000)
     args = parser.parse_args(argv)

@@ -4,8 +4,9 @@ Why new code: mmpretrain's ``RandomResizedCrop`` and ``RandomFlip`` are per-imag
 transforms that run in the data-loader workers; its data preprocessors augment batches
 only by mixing them (Mixup, CutMix). For small images held in memory (Fashion-MNIST) the
 per-image transforms cost more CPU than the training step itself on a GPU: one loader
-worker needs 23 ms for a batch of 256 28x28 images on a Xeon core (5 ms without the two
-transforms), so the workers, not the GPU, bound how many small runs share one machine.
+worker needs 20 ms for a batch of 256 28x28 images on a Xeon core (4 ms without the two
+transforms; ``tools/analysis/data_throughput.py CONFIG --loader --real``), so the
+workers, not the GPU, bound how many small runs share one machine.
 Here the crop boxes come from :func:`mmmim.datasets.sample_crop_boxes` (mmpretrain's box
 distribution, which the JPEG paths also use) and the whole batch is cropped, resized and
 flipped by one ``F.grid_sample`` call on the batch's device.
