@@ -379,14 +379,14 @@ def render_pretrain(grid: str, method: str, iters: int, gflop: float, budget_tfl
     else:
         text += f"_base_ = ['{'.' if grid == 'cpu' else '../cpu'}/{method}.py']\n"
         text += _budget('max_iters', iters)
-        model = {k: repr(v) for k, v in model.items() if k == 'adv_warmup_iters'}
+        model = {'adv_warmup_iters': model['adv_warmup_iters']} if model else {}
         if grid == 'gpu':
             text += ('# RandomResizedCrop and flip on the model\'s device, a batch at a time, '
                      'not per image\n# in the loader workers (the same box distribution)\n'
                      'train_dataloader = dict(dataset=dict(pipeline=_base_.grid.device_crop.'
                      'pipeline))\n')
             model['data_preprocessor'] = '_base_.grid.device_crop.data_preprocessor'
-        if model:
+        if model:  # values are Python source: numbers, or a reference to the grid block
             text += 'model = dict(' + ', '.join(f'{k}={v}' for k, v in model.items()) + ')\n'
         if grid == 'gpu':
             text += _merged_groups(cfg.optim_wrapper)
