@@ -76,3 +76,32 @@ def test_data_throughput_reports_data_time_share(tmp_path):
                       proc.stdout)
     assert match, proc.stdout[-2000:]
     assert 0 <= float(match.group(2)) <= 100
+
+
+def test_benchmark_times_a_classifier_step_and_counts_its_operators():
+    """A fine-tune config (mmpretrain.ImageClassifier) is timed like a pre-training one:
+    a labelled synthetic batch, its Pretrained init dropped (the checkpoint need not
+    exist), one view per image, and the same FLOPs per image as another config of the
+    same classifier; --profile also prints the operators dispatched per step."""
+    out = run('configs/fashion_mnist/benchmark/finetune-recipe_vit-mini-p4.py', '--batch-size', '2',
+              '--amp', 'fp32', '--compare', 'configs/fashion_mnist/finetune_vit-mini-p4.py',
+              '--cfg-options', 'model.backbone.init_cfg.checkpoint=no/such/checkpoint.pth',
+              '--profile', '1', '--profile-rows', '3')
+    rows = re.findall(r'(\S+):\s+([\d.]+) ms/step\s+([\d.]+) img/s\s+([\d.]+) views/s\s+'
+                      r'([\d.]+) GFLOP/img', out)
+    assert [r[0] for r in rows] == ['mmmim', 'finetune_vit-mini-p4.py'], out
+    for _, _, ips, vps, gflop in rows:
+        assert float(ips) == float(vps) and float(gflop) > 0, out
+    assert rows[0][4] == rows[1][4], out  # same architecture: the same FLOPs per image
+    calls = re.search(r'operator calls per step: (\d+)', out)
+    assert calls and int(calls.group(1)) > 100, out
+
+
+def test_benchmark_refuses_to_compare_a_classifier_with_mmpretrain_mae():
+    env = {**os.environ, 'PYTHONPATH': REPO}
+    proc = subprocess.run([sys.executable, 'tools/benchmark.py',
+                           'configs/fashion_mnist/finetune_vit-mini-p4.py', '--compare',
+                           'mmpretrain', '--steps', '1', '--warmup', '0'], cwd=REPO, env=env,
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode != 0
+    assert 'has no masker' in proc.stderr and 'compare it with another config' in proc.stderr

@@ -1,4 +1,4 @@
-"""Training-step throughput, memory and MFU of any mmmim pre-training config.
+"""Training-step throughput, memory and MFU of any mmmim pre-training or fine-tune config.
 
     python tools/benchmark.py configs/mae/vit-b_800e.py --batch-size 16 --amp bf16
     python tools/benchmark.py configs/mae/vit-b_800e.py --amp bf16 --compare mmpretrain
@@ -10,7 +10,13 @@
 
 A step is the model's own ``train_step`` (data preprocessor, forward, backward, optimizer
 step) on a synthetic batch, with the optimizer wrapper(s) the config builds, so MAE,
-EMAE, SBAM/AMR and GAN-MAE (two optimizers) are all measured the same way. FLOPs are
+EMAE, SBAM/AMR and GAN-MAE (two optimizers) are all measured the same way. A classifier
+config (``mmpretrain.ImageClassifier``, e.g. the fine-tunes under ``configs/fashion_mnist/``)
+is timed the same way on a batch with random labels:
+
+    python tools/benchmark.py configs/fashion_mnist/benchmark/finetune-recipe_vit-mini-p4.py \
+        --batch-size 256 --amp auto                # the full-label recipe's step
+ FLOPs are
 counted once with ``torch.utils.flop_counter`` (matmuls, convolutions and attention;
 forward + backward); MFU is that count per second divided by the matmul rate measured
 in the same run for the same precision. With ``--compare mmpretrain`` the same step of
@@ -25,7 +31,9 @@ transformer layer ``torch.compile``-d in place), also in a compared mmmim config
 ``--profile N`` runs ``torch.profiler`` over N more steps of our model and prints the
 top operators by device time (CPU time on a CPU) and, per step, how many copy-type
 operators ran (``aten::copy_``, ``_to_copy``, ``clone``, ``cat``, ``stack``) and their
-share of the time: the evidence for where a step's time goes.
+share of the time, and how many operators a step dispatches in all (``aten::`` calls):
+the evidence for where a step's time goes. Where a step is bound by launching kernels
+rather than by arithmetic (small models on a GPU), that count is what sets its time.
 """
 import argparse
 import copy
@@ -80,12 +88,26 @@ def parse_args():
     return p.parse_args()
 
 
+def num_views(model):
+    """Views per image of a pre-training model (its masker's); 1 for a classifier."""
+    masker = getattr(model, 'masker', None)
+    return masker.num_views if masker is not None else 1
+
+
 def synthetic_batch(model, batch, img_size, channels, seed=0):
+    """Random uint8 images; for a classifier (a model with ``head.num_classes``) every
+    sample also gets a random label, which its loss needs."""
     from mmpretrain.structures import DataSample
     g = torch.Generator().manual_seed(seed)
+    samples = [DataSample() for _ in range(batch)]
+    num_classes = getattr(getattr(model, 'head', None), 'num_classes', None)
+    if num_classes is not None and getattr(model, 'masker', None) is None:
+        labels = torch.randint(0, num_classes, (batch, ), generator=g)
+        for sample, label in zip(samples, labels):
+            sample.set_gt_label(int(label))
     return dict(inputs=torch.randint(0, 256, (batch, channels, img_size, img_size),
                                      generator=g, dtype=torch.uint8),
-                data_samples=[DataSample() for _ in range(batch)])
+                data_samples=samples)
 
 
 COPY_OPS = ('aten::copy_', 'aten::_to_copy', 'aten::clone', 'aten::cat', 'aten::stack')
@@ -113,6 +135,22 @@ def profile_steps(bench, steps, rows):
     counts = ', '.join(f'{name} {copies[name].count / steps:g}' if name in copies else f'{name} 0'
                        for name in COPY_OPS)
     print(f'copy-type operators per step: {counts}; their self {unit} time: {100 * share:.1f}%')
+    calls = sum(e.count for e in events if e.key.startswith('aten::'))
+    print(f'operator calls per step: {calls / steps:g} (aten::, nested calls included)')
+
+
+def drop_pretrained(node):
+    """Remove every ``init_cfg=dict(type='Pretrained', ...)`` in place: a step costs the
+    same from any weights, and a fine-tune config's checkpoint need not exist here."""
+    if isinstance(node, dict):
+        init = node.get('init_cfg')
+        if isinstance(init, dict) and init.get('type') == 'Pretrained':
+            node['init_cfg'] = None
+        for value in node.values():
+            drop_pretrained(value)
+    elif isinstance(node, (list, tuple)):
+        for value in node:
+            drop_pretrained(value)
 
 
 def set_compile_blocks(cfg):
@@ -244,6 +282,7 @@ def main():
         cfg = Config.fromfile(path)
         if args.cfg_options:
             cfg.merge_from_dict(args.cfg_options)
+        drop_pretrained(cfg.model)
         if args.img_size:
             cfg.model.backbone.img_size = args.img_size
         if args.compile_blocks:
@@ -265,7 +304,7 @@ def main():
 
     ours = build_ours()
     img = ours.backbone.img_size[0]
-    views = ours.masker.num_views
+    views = num_views(ours)
     batch = synthetic_batch(ours, args.batch_size, img, ours.backbone.in_channels)
     if args.pin_memory:
         if not device.startswith('cuda'):
@@ -274,12 +313,16 @@ def main():
     ocfg = optim_cfg(cfg.optim_wrapper, args.amp, device, args.adamw)
     benches = [Bench('mmmim', ours, ocfg, batch, device, args.compile)]
     if args.compare == 'mmpretrain':
+        if getattr(ours, 'masker', None) is None:
+            raise SystemExit('--compare mmpretrain compares an MAE pre-training config; '
+                             f'{args.config} has no masker (a classifier?): compare it '
+                             'with another config instead')
         theirs = mmpretrain_mae(ours)
         benches.append(Bench('mmpretrain', theirs, ocfg, batch, device, args.compile))
     elif args.compare:
         other_cfg = load(args.compare)
         other = MODELS.build(copy.deepcopy(other_cfg.model))
-        other_views = other.masker.num_views
+        other_views = num_views(other)
         if (args.batch_size * views) % other_views:
             raise SystemExit(f'--compare: {args.batch_size} x {views} views is not a multiple of '
                              f'the other config\'s {other_views} views per image')
