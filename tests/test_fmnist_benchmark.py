@@ -520,3 +520,38 @@ def test_gpu_grid_recipe_runs_two_seeds_from_the_16_epoch_mae():
         if s['name'].endswith('finetune'):
             assert s['config'] == bench.RECIPE_CONFIG
     assert not any(s['name'].startswith('recipe-') for s in bench.plan_stages(bench.parse_args([])))
+
+
+def test_compile_blocks_compiles_the_layers_of_every_stage_that_trains(tmp_path):
+    """--compile-blocks MODE puts compile_blocks on each training stage's MaskedViT and
+    MAE decoder (True for 'default', the mode otherwise), builds models whose layers are
+    compiled, leaves the probe-only stages and the default run eager, and refuses a model
+    with nothing to compile."""
+    from mmmim.registry import MODELS
+    plain = bench.parse_args(['--device', 'cuda', '--jobs', '4', '--work-dir', str(tmp_path / 'a')])
+    stages = bench.plan_stages(plain)
+    assert {s['kind'] for s in stages} >= {'pretrain', 'finetune', 'recipe', 'supervised',
+                                           'random-init'}
+    for mode, want in (('reduce-overhead', dict(mode='reduce-overhead')), ('default', True)):
+        args = bench.parse_args(['--device', 'cuda', '--jobs', '4', '--compile-blocks', mode,
+                                 '--work-dir', str(tmp_path / mode)])
+        built = set()
+        for stage in stages:
+            cfg = Config.fromfile(bench.prepare_stage(stage, args))
+            if stage['kind'] == 'random-init':
+                assert not cfg.model.backbone.get('compile_blocks'), stage['name']
+                continue
+            assert cfg.model.backbone.compile_blocks == want, stage['name']
+            if cfg.model.get('neck') and cfg.model.neck.type.endswith('MAEDecoder'):
+                assert cfg.model.neck.compile_blocks == want, stage['name']
+            if mode == 'default' and stage['kind'] not in built:
+                cfg.model.backbone.init_cfg = None
+                model = MODELS.build(cfg.model)
+                assert model.backbone.compiled, stage['name']
+                built.add(stage['kind'])
+    for stage in stages:  # without the option every stage stays eager
+        cfg = Config.fromfile(bench.prepare_stage(stage, plain))
+        assert not cfg.model.backbone.get('compile_blocks'), stage['name']
+    with pytest.raises(ValueError, match='has no MaskedViT or MAEDecoder'):
+        bench.set_compile_blocks(dict(type='ImageClassifier', backbone=dict(type='ResNet')),
+                                 'default')

@@ -629,6 +629,29 @@ def _rescale_iters(cfg, new_iters: int) -> None:
         cfg.default_hooks.checkpoint.interval = new_iters
 
 
+# --compile-blocks: the modules whose transformer layers can be compiled in place
+# (``compile_blocks``, mmmim.models.layers.compile_blocks: same outputs, same state dict)
+COMPILABLE = {'backbone': ('MaskedViT', ), 'neck': ('MAEDecoder', )}
+
+
+def set_compile_blocks(model: dict, mode: str) -> None:
+    """``compile_blocks`` on a model config's MaskedViT and MAE decoder: True for
+    ``mode='default'``, else ``dict(mode=mode)`` (e.g. 'reduce-overhead': the compiled
+    layers replayed as CUDA graphs, one launch per layer instead of one per kernel).
+    Refuses a model with neither, rather than run it uncompiled while the report says
+    compiled."""
+    found = []
+    for key, types in COMPILABLE.items():
+        module = model.get(key)
+        if module and str(module.get('type', '')).split('.')[-1] in types:
+            module['compile_blocks'] = True if mode == 'default' else dict(mode=mode)
+            found.append(key)
+    if not found:
+        raise ValueError(f'--compile-blocks: the model ({model.get("type")}) has no '
+                         f'{" or ".join(t for ts in COMPILABLE.values() for t in ts)} to '
+                         'compile; run this grid without --compile-blocks')
+
+
 def prepare_stage(stage: dict, args, checkpoint=None) -> str:
     """The stage's checked-in config with its seed (and --data-root / --quick edits) dumped
     into its work dir: what tools/train.py runs."""
@@ -647,6 +670,9 @@ def prepare_stage(stage: dict, args, checkpoint=None) -> str:
             for key in ('train_dataset', 'test_dataset', 'dataset'):
                 if key in hook:
                     hook[key]['data_root'] = args.data_root
+    compile_mode = getattr(args, 'compile_blocks', None)
+    if compile_mode and kind != 'random-init':  # --compile-blocks: the stages that train
+        set_compile_blocks(cfg.model, compile_mode)
     workers = getattr(args, 'loader_workers', None)
     if workers is not None:  # --loader-workers (on CUDA by default)
         cfg.train_dataloader.num_workers = workers
@@ -1041,7 +1067,8 @@ def write_report(path: str, results: dict, args, command: str, total_s: float) -
               f'Hardware: {hardware(args.device, args.mps_on)}; precision: '
               f'{amp_precision(args.device) if args.amp else "fp32"}; '
               f'{args.jobs} stage(s) at a time'
-              f'{", pre-training first (--phased)" if args.phased else ""}. '
+              f'{", pre-training first (--phased)" if args.phased else ""}'
+              f'{f", compiled layers ({args.compile_blocks})" if getattr(args, "compile_blocks", None) else ""}. '
               f'Whole run: {total_s / 60:.1f} min (cached stages not rerun); the stages\' own '
               f'time, cached ones included: {stage_minutes(results):.1f} min.']
     if failed:
@@ -1304,6 +1331,15 @@ def parse_args(argv=None):
                              'a Xeon core, as long as a whole MAE step on an H200. The gpu '
                              'grid\'s pre-training cells crop and flip on the device, so their '
                              'workers only pack the images, ~4 ms per batch)')
+    parser.add_argument('--compile-blocks', choices=['default', 'reduce-overhead',
+                                                     'max-autotune'], default=None,
+                        help='torch.compile the transformer layers of every stage that trains '
+                             '(compile_blocks on the MaskedViT and the MAE decoder; the same '
+                             'function, other kernels): a step bound by launching kernels, '
+                             'as these small cells are on a GPU, launches fewer. '
+                             "'reduce-overhead' replays each compiled layer as a CUDA graph. "
+                             'Each stage compiles when it starts (default: eager; '
+                             '`STEP_COSTS=1 bash tools/gpu_fmnist.sh` times the modes)')
     parser.add_argument('--cost-steps', type=int, default=3)
     parser.add_argument('--cost-images', type=int, default=2000)
     args = parser.parse_args(argv)
