@@ -10,6 +10,8 @@ import pytest
 from mmmim.datasets.fashion_mnist import DEFAULT_ROOT
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
+sys.path.insert(0, osp.join(REPO, 'tools', 'analysis'))
+import step_choice  # noqa: E402
 
 
 def run(*args):
@@ -78,7 +80,7 @@ def test_data_throughput_reports_data_time_share(tmp_path):
     assert 0 <= float(match.group(2)) <= 100
 
 
-def test_benchmark_times_a_classifier_step_and_counts_its_operators():
+def test_benchmark_times_a_classifier_step_and_counts_its_operators(tmp_path):
     """A fine-tune config (mmpretrain.ImageClassifier) is timed like a pre-training one:
     a labelled synthetic batch, its Pretrained init dropped (the checkpoint need not
     exist), one view per image, and the same FLOPs per image as another config of the
@@ -95,6 +97,10 @@ def test_benchmark_times_a_classifier_step_and_counts_its_operators():
     assert rows[0][4] == rows[1][4], out  # same architecture: the same FLOPs per image
     calls = re.search(r'operator calls per step: (\d+)', out)
     assert calls and int(calls.group(1)) > 100, out
+    # tools/analysis/step_choice.py reads this log's own row: its ms/step and warm-up
+    log = tmp_path / 'step_recipe.log'
+    log.write_text(out)
+    assert step_choice.read_step(str(log)) == (float(rows[0][1]), 0.0)
 
 
 def test_benchmark_refuses_to_compare_a_classifier_with_mmpretrain_mae():
@@ -105,3 +111,39 @@ def test_benchmark_refuses_to_compare_a_classifier_with_mmpretrain_mae():
                           capture_output=True, text=True, timeout=600)
     assert proc.returncode != 0
     assert 'has no masker' in proc.stderr and 'compare it with another config' in proc.stderr
+
+
+def _step_log(path, ms, warmup_s, name='mmmim'):
+    path.write_text(f'config: x\n{name:>10}:     {ms} ms/step    1.00 img/s    1.00 views/s    '
+                    f'0.46 GFLOP/img  MFU   1.0%  (min 1.0 ms, max 2.0 ms; 5 warm-up step(s) '
+                    f'{warmup_s} s)\n')
+
+
+@pytest.mark.parametrize('timings,want', [
+    # CUDA graphs: 1584 x 10 ms + 11750 x 12 ms + 2 x 30 s warm-up, far below eager's
+    (dict(crop=(40, 1), recipe=(42, 1), compiled=(30, 20), **{'recipe-compiled': (33, 20)},
+          cudagraphs=(10, 30), **{'recipe-cudagraphs': (12, 30)}), 'reduce-overhead'),
+    # the CUDA-graph runs failed (no timing row): the compiled layers, if they gain 10%
+    (dict(crop=(40, 1), recipe=(42, 1), compiled=(30, 20), **{'recipe-compiled': (33, 20)},
+          cudagraphs=None, **{'recipe-cudagraphs': (12, 30)}), 'default'),
+    # a gain under 10% (warm-up included) keeps eager
+    (dict(crop=(40, 1), recipe=(42, 1), compiled=(38, 5), **{'recipe-compiled': (40, 5)}),
+     'eager'),
+    # no eager timing: nothing to compare with
+    (dict(compiled=(10, 1), **{'recipe-compiled': (10, 1)}), 'eager'),
+])
+def test_step_choice_picks_the_fastest_mode_that_ran(tmp_path, timings, want):
+    for name, timing in timings.items():
+        if timing is None:
+            (tmp_path / f'step_{name}.log').write_text('Traceback: CUDA graph capture failed\n')
+        else:
+            _step_log(tmp_path / f'step_{name}.log', *timing)
+    est = step_choice.estimates(str(tmp_path), dict(mae=1584, recipe=11750))
+    if timings.get('crop'):
+        assert est['eager'] == pytest.approx(2 + (1584 * 40 + 11750 * 42) / 1000)
+    assert step_choice.choose(est, 0.1) == want
+    env = {**os.environ, 'PYTHONPATH': REPO}
+    proc = subprocess.run([sys.executable, 'tools/analysis/step_choice.py', str(tmp_path)],
+                          cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip().splitlines()[-1] == f'compile choice: {want}'

@@ -345,9 +345,11 @@ def main():
           f'compile: {args.compile}, compile blocks: {args.compile_blocks}, '
           f'pinned batch: {args.pin_memory}, AdamW: {args.adamw}')
     flops = {b.name: b.flops() for b in benches}
-    for _ in range(args.warmup):
-        for b in benches:
+    for b in benches:  # the first steps compile (--compile, --compile-blocks): say how long
+        start = time.perf_counter()
+        for _ in range(args.warmup):
             b.step(record=False)
+        b.warmup_s = time.perf_counter() - start
     if device.startswith('cuda'):
         torch.cuda.reset_peak_memory_stats()
     from mmengine.utils import ProgressBar
@@ -367,7 +369,8 @@ def main():
         rows[b.name] = ips * b.views
         print(f'{b.name:>10}: {t * 1000:8.1f} ms/step  {ips:8.2f} img/s  '
               f'{ips * b.views:8.2f} views/s  {flops[b.name] / b.images / 1e9:6.2f} GFLOP/img  '
-              f'MFU {mfu * 100:5.1f}%  (min {min(b.times) * 1000:.1f} ms, max {max(b.times) * 1000:.1f} ms)')
+              f'MFU {mfu * 100:5.1f}%  (min {min(b.times) * 1000:.1f} ms, max {max(b.times) * 1000:.1f} ms; '
+              f'{args.warmup} warm-up step(s) {b.warmup_s:.1f} s)')
     if args.compare:
         other = benches[1].name
         print(f'ratio (views/s) mmmim / {other}: {rows["mmmim"] / rows[other]:.3f}x; '
