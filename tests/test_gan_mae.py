@@ -537,3 +537,34 @@ def test_dist_train_two_cpu_processes(tiny_run):
     assert rc == 0, log[-3000:]
     assert 'rank 0 of 2' in log and 'loss_disc' in log
     assert load_checkpoint_safely(osp.join(work, 'epoch_1.pth'))['meta']['iter'] == 1
+
+
+@pytest.mark.parametrize('dtype,tol', [(torch.float32, 1e-4), (torch.bfloat16, 5e-2)])
+def test_compiled_layers_take_the_adversarial_step_as_eager_ones(dtype, tol):
+    """The generator objective takes several gradients through one graph
+    (retain_graph=True). With compiled layers (compile_blocks, as the benchmark's
+    --compile-blocks sets) a run first takes warm-up steps, whose backward passes compile
+    the layers' backward without retaining the graph; the adversarial steps after them
+    must still run (under bf16 autocast they stopped with a donated-buffer error), and
+    compute what the eager steps do."""
+    eager = gan(adv_warmup_iters=1)
+    compiled = gan(adv_warmup_iters=1, backbone=dict(compile_blocks=True),
+                   neck=dict(compile_blocks=True))
+    assert compiled.backbone.compiled and compiled.neck.compiled
+    compiled.load_state_dict(eager.state_dict())
+    logs = []
+    for model in (eager, compiled):
+        ows = wrappers(model, lr=1e-3)  # small steps: bf16's rounding is not amplified
+        torch.manual_seed(3)  # the same masks
+        for it in range(3):  # the warm-up step, then adversarial ones
+            model.set_train_progress(it, 10)
+            with torch.autocast('cpu', dtype=torch.bfloat16, enabled=dtype != torch.float32):
+                log = model.train_step(batch(seed=it), ows)
+        assert model.adversarial_on()
+        logs.append(log)
+    for key in ('loss_rec', 'loss_adv', 'loss_disc', 'gamma'):
+        assert torch.allclose(logs[1][key], logs[0][key], rtol=tol, atol=tol / 100), key
+    assert logs[0]['gamma'] > 0  # the adversarial term had weight
+    after = dict(eager.named_parameters())
+    for name, param in compiled.named_parameters():
+        assert torch.allclose(param, after[name], rtol=tol, atol=tol / 100), name

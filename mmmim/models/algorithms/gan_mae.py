@@ -264,6 +264,12 @@ class GANMAE(MAE):
                 self.backbone = disc
         self.disc_head = MODELS.build(_fill(discriminator_head, 'discriminator_head',
                                             in_channels=self.disc_vit.embed_dims))
+        if any(getattr(m, 'compiled', False) for m in self.children()):
+            # compile_blocks: the generator objective takes several gradients through one
+            # graph (retain_graph=True), which AOTAutograd's donated buffers (on by default
+            # for compiled graphs: saved tensors freed during the first backward) refuse.
+            # Turned off for this process; it saves memory only, the step is the same.
+            torch._functorch.config.donated_buffer = False
 
     # ------------------------------------------------------------------ roles
     @property
