@@ -20,13 +20,24 @@
 # below count against it), DATA_ROOT (default data/fashion-mnist where it exists, else the
 # configs' own), WORK_DIR (default work_dirs/fmnist_benchmark/gpu), EXTRA (more
 # fmnist_benchmark.py arguments, e.g. "--no-recipe" or "--no-phased").
-# STEP_COSTS=1 first times one training step of the gpu cells on a synthetic batch of 256
+# STEP_COSTS=1 first times one training step on a synthetic batch of 256
 # (tools/benchmark.py, each run cut at 90 s, 150 s compiled; logs step_*.log, table
-# step_costs.txt): the MAE cell against itself with the crop in the workers
-# (configs/fashion_mnist/benchmark/gpu-mae_worker-crop.py: the device crop's cost), that
-# against the cpu cell (merged optimizer groups against one per parameter), in bf16 (no
-# loss scaling), with compiled layers (and with CUDA graphs of them: compile mode
-# reduce-overhead), and the EMAE and GAN-MAE cells; then the grid.
+# step_costs.txt), for two steps: the MAE gpu cell's (eager, against itself with the crop in
+# the workers: configs/fashion_mnist/benchmark/gpu-mae_worker-crop.py) and the full-label
+# recipe's fine-tune (configs/fashion_mnist/benchmark/finetune-recipe_vit-mini-p4.py: 11750
+# of the 15510 steps on the grid's critical path). Each eager, with compiled layers, and
+# with the compiled layers replayed as CUDA graphs (compile mode reduce-overhead; the
+# GAN-MAE cell too, whose shared encoder runs twice per step), at a batch of 1024 (is the
+# step bound by launches? then 4x the images cost about the same), and the recipe with
+# fused AdamW; then the grid. STEP_COSTS=all also repeats the earlier comparisons (merged
+# optimizer groups against one per parameter, bf16 against fp16, the EMAE and GAN-MAE
+# cells eager).
+# COMPILE=MODE runs the grid with --compile-blocks MODE (default, reduce-overhead). With
+# STEP_COSTS=1, COMPILE=auto (its default there) picks the mode from the step costs: the
+# one whose MAE-cell and recipe steps both ran and would train a pre-training cell (1584
+# steps) plus the recipe (11750 steps) in the least time, warm-up (compilation) included,
+# if that is at least 10% less than eager; else eager. The choice is printed and written
+# to step_costs.txt.
 # GPU_SESSION_DRY=1 runs the same commands on the CPU (a --quick grid, a batch of 8 and one
 # step per timing), to check the script without a GPU (minutes; the figures mean nothing).
 set -uo pipefail
@@ -58,30 +69,53 @@ if "$PY" -c 'import pytest' 2>/dev/null; then
   "$PY" -m pytest -q -p no:cacheprovider tests/test_knn.py -k cuda > "$OUTDIR/cuda_tests.log" 2>&1
   echo "CUDA-only tests: $(tail -1 "$OUTDIR/cuda_tests.log")"
 fi
-if [ "${STEP_COSTS:-0}" = 1 ]; then
+if [ "${STEP_COSTS:-0}" != 0 ]; then
   C=configs/fashion_mnist/benchmark
-  if [ "$DRY" = 1 ]; then STEP=(--device cpu --batch-size 8 --steps 1 --warmup 0); AMP=bf16
-  else STEP=(--batch-size 256 --steps 40 --warmup 5); AMP=fp16; fi
+  if [ "$DRY" = 1 ]; then STEP=(--device cpu --batch-size 8 --steps 1 --warmup 1); AMP=bf16; BIG=16
+  else STEP=(--batch-size 256 --steps 40 --warmup 5); AMP=fp16; BIG=1024; fi
   step() {  # NAME LIMIT ARGS...: one tools/benchmark.py run, its log in OUTDIR
     local name="$1" limit="$2"; shift 2
-    timeout -k 10 "$limit" "$PY" tools/benchmark.py "$@" "${STEP[@]}" \
+    timeout -k 10 "$limit" "$PY" tools/benchmark.py "${STEP[@]}" "$@" \
       > "$OUTDIR/step_$name.log" 2>&1
     echo "$name (rc $?): $*"
     grep -E '^ *(mmmim|[^ ]+\.py): .*ms/step|^ratio' "$OUTDIR/step_$name.log" | sed 's/^/    /'
   }
+  RECIPE=$C/finetune-recipe_vit-mini-p4.py
+  CUDAGRAPHS=(model.backbone.compile_blocks.mode=reduce-overhead)
+  NECK_GRAPHS=(model.neck.compile_blocks.mode=reduce-overhead)
   {
+    # what the grid's compile mode is chosen from, and whether a bigger batch is the lever
     step crop 90 $C/gpu/mae.py --amp $AMP --compare $C/gpu-mae_worker-crop.py
-    step groups 90 $C/gpu-mae_worker-crop.py --amp $AMP --compare $C/cpu/mae.py
-    step bf16 90 $C/gpu/mae.py --amp bf16
+    step recipe 90 $RECIPE --amp $AMP
     step compiled 150 $C/gpu/mae.py --amp $AMP --compile-blocks
-    step cudagraphs 150 $C/gpu/mae.py --amp $AMP --cfg-options \
-      model.backbone.compile_blocks.mode=reduce-overhead model.neck.compile_blocks.mode=reduce-overhead
-    step emae 90 $C/gpu/emae.py --amp $AMP
-    step gan-mae 90 $C/gpu/gan-mae.py --amp $AMP
+    step recipe-compiled 150 $RECIPE --amp $AMP --compile-blocks
+    step cudagraphs 150 $C/gpu/mae.py --amp $AMP --cfg-options "${CUDAGRAPHS[@]}" "${NECK_GRAPHS[@]}"
+    step recipe-cudagraphs 150 $RECIPE --amp $AMP --cfg-options "${CUDAGRAPHS[@]}"
+    # GAN-MAE runs the shared encoder twice per step (generator, discriminator): the case
+    # most likely to trip CUDA graphs
+    step gan-mae-cudagraphs 150 $C/gpu/gan-mae.py --amp $AMP --cfg-options "${CUDAGRAPHS[@]}" \
+      "${NECK_GRAPHS[@]}"
+    step batch$BIG 90 $C/gpu/mae.py --amp $AMP --batch-size $BIG
+    step recipe-batch$BIG 90 $RECIPE --amp $AMP --batch-size $BIG
+    step recipe-fused 90 $RECIPE --amp $AMP --adamw fused
+    if [ "${STEP_COSTS}" = all ]; then  # the earlier comparisons, again on this machine
+      step groups 90 $C/gpu-mae_worker-crop.py --amp $AMP --compare $C/cpu/mae.py
+      step bf16 90 $C/gpu/mae.py --amp bf16
+      step emae 90 $C/gpu/emae.py --amp $AMP
+      step gan-mae 90 $C/gpu/gan-mae.py --amp $AMP
+    fi
+    if [ "${COMPILE:-auto}" = auto ]; then
+      "$PY" tools/analysis/step_choice.py "$OUTDIR" --steps mae=1584 recipe=11750
+    fi
   } | tee "$OUTDIR/step_costs.txt"
+  if [ "${COMPILE:-auto}" = auto ]; then
+    COMPILE=$(sed -n 's/^compile choice: //p' "$OUTDIR/step_costs.txt" | tail -1)
+  fi
   LIMIT=$((LIMIT - SECONDS))
   echo "step costs took ${SECONDS}s; the grid gets the ${LIMIT}s left of LIMIT"
 fi
+[ "${COMPILE:-}" = auto ] && COMPILE=  # auto needs STEP_COSTS=1
+[ "${COMPILE:-eager}" = eager ] || DEVICE_ARGS+=(--compile-blocks "$COMPILE")
 DATA_ARGS=()
 if [ -n "$DATA_ROOT" ]; then
   [ -d "$DATA_ROOT" ] || {
