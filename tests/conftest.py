@@ -1,11 +1,23 @@
 """Shared fixtures: mmmim's default scope and tiny CPU-sized models."""
 import copy
+import getpass
 import importlib.util
+import os
 import os.path as osp
+import tempfile
 
 import pytest
 import torch
 from mmengine.registry import DefaultScope
+
+# torch.compile keeps compiled kernels on disk, and its cache key does not include the
+# CPU capability ATen runs with. Filled on the AVX-512 path, then reused with
+# ATEN_CPU_CAPABILITY=avx2 (how the AVX2 code paths are checked on an AVX-512 machine),
+# it made the compiled-layer tests give NaN losses; with a fresh cache they pass on both.
+# One cache per capability (inherited by the tools the tests start).
+os.environ.setdefault('TORCHINDUCTOR_CACHE_DIR', osp.join(
+    tempfile.gettempdir(),
+    f'torchinductor_{getpass.getuser()}_{torch.backends.cpu.get_cpu_capability().lower()}'))
 
 import mmmim.datasets  # noqa: F401  (registers)
 import mmmim.engine  # noqa: F401
