@@ -110,6 +110,7 @@ def synthetic_batch(model, batch, img_size, channels, seed=0):
                 data_samples=samples)
 
 
+LAUNCH_CALLS = ('cudaLaunchKernel', 'cudaLaunchKernelExC', 'cuLaunchKernel', 'cuLaunchKernelEx')
 COPY_OPS = ('aten::copy_', 'aten::_to_copy', 'aten::clone', 'aten::cat', 'aten::stack')
 
 
@@ -137,6 +138,10 @@ def profile_steps(bench, steps, rows):
     print(f'copy-type operators per step: {counts}; their self {unit} time: {100 * share:.1f}%')
     calls = sum(e.count for e in events if e.key.startswith('aten::'))
     print(f'operator calls per step: {calls / steps:g} (aten::, nested calls included)')
+    if cuda:  # what a launch-bound step pays for: the CUDA runtime's launch calls
+        kernels = sum(e.count for e in events if e.key in LAUNCH_CALLS)
+        graphs = sum(e.count for e in events if e.key == 'cudaGraphLaunch')
+        print(f'CUDA launches per step: {kernels / steps:g} kernels, {graphs / steps:g} graphs')
 
 
 def drop_pretrained(node):

@@ -71,14 +71,17 @@ if "$PY" -c 'import pytest' 2>/dev/null; then
 fi
 if [ "${STEP_COSTS:-0}" != 0 ]; then
   C=configs/fashion_mnist/benchmark
+  # --profile: after the timed steps, the operators and CUDA launches of 3 more
   if [ "$DRY" = 1 ]; then STEP=(--device cpu --batch-size 8 --steps 1 --warmup 1); AMP=bf16; BIG=16
   else STEP=(--batch-size 256 --steps 40 --warmup 5); AMP=fp16; BIG=1024; fi
+  STEP+=(--profile 3 --profile-rows 12)
   step() {  # NAME LIMIT ARGS...: one tools/benchmark.py run, its log in OUTDIR
     local name="$1" limit="$2"; shift 2
     timeout -k 10 "$limit" "$PY" tools/benchmark.py "${STEP[@]}" "$@" \
       > "$OUTDIR/step_$name.log" 2>&1
     echo "$name (rc $?): $*"
-    grep -E '^ *(mmmim|[^ ]+\.py): .*ms/step|^ratio' "$OUTDIR/step_$name.log" | sed 's/^/    /'
+    grep -E '^ *(mmmim|[^ ]+\.py): .*ms/step|^ratio|^(operator calls|CUDA launches) per step' \
+      "$OUTDIR/step_$name.log" | sed 's/^/    /'
   }
   RECIPE=$C/finetune-recipe_vit-mini-p4.py
   CUDAGRAPHS=(model.backbone.compile_blocks.mode=reduce-overhead)
