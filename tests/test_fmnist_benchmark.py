@@ -555,3 +555,44 @@ def test_compile_blocks_compiles_the_layers_of_every_stage_that_trains(tmp_path)
     with pytest.raises(ValueError, match='has no MaskedViT or MAEDecoder'):
         bench.set_compile_blocks(dict(type='ImageClassifier', backbone=dict(type='ResNet')),
                                  'default')
+
+
+def test_a_stage_that_fails_compiled_runs_again_eager(tmp_path, monkeypatch):
+    """With --compile-blocks a stage whose compiled run fails is run again eager (its
+    compiled log kept, both runs' seconds counted); one stopped at the time limit is not,
+    and without the option a failure stays a failure."""
+    calls = []
+
+    def fake_train(config, work_dir, amp=False, cfg_options=None, env=None, deadline=None):
+        compiled = bool(Config.fromfile(config).model.backbone.get('compile_blocks'))
+        calls.append(compiled)
+        log = osp.join(work_dir, 'train.log')
+        with open(log, 'w') as f:
+            f.write('compiled' if compiled else 'eager')
+        if stop_compiled and compiled:
+            return dict(ok=False, stopped=True, seconds=7., log=log)
+        return dict(ok=not compiled, seconds=10., log=log)
+
+    monkeypatch.setattr(bench, 'train', fake_train)
+    monkeypatch.setattr(bench, 'last_accuracy', lambda work_dir: 80.0)
+    for mode in ('reduce-overhead', None):
+        stop_compiled = False
+        calls.clear()
+        argv = ['--device', 'cuda', '--jobs', '4', '--work-dir', str(tmp_path / str(mode))]
+        args = bench.parse_args(argv + (['--compile-blocks', mode] if mode else []))
+        stage = next(s for s in bench.plan_stages(args) if s['kind'] == 'recipe')
+        result = bench.run_stage(stage, args)
+        if mode is None:  # eager from the start: one run, it succeeded
+            assert calls == [False] and result['ok'] and 'compile_fallback' not in result
+            continue
+        assert calls == [True, False]
+        assert result['ok'] and result['top1'] == 80.0 and result['seconds'] == 20.0
+        kept = osp.join(bench.ROOT, result['compile_fallback'])
+        with open(kept) as f:
+            assert f.read() == 'compiled'
+        with open(osp.join(stage['work_dir'], 'train.log')) as f:
+            assert f.read() == 'eager'
+        os.remove(osp.join(stage['work_dir'], 'result.json'))
+        stop_compiled, calls[:] = True, []  # stopped at --time-limit: not run again
+        result = bench.run_stage(stage, args)
+        assert calls == [True] and not result['ok'] and 'time-limit' in result['error']

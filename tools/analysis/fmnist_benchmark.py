@@ -652,9 +652,10 @@ def set_compile_blocks(model: dict, mode: str) -> None:
                          'compile; run this grid without --compile-blocks')
 
 
-def prepare_stage(stage: dict, args, checkpoint=None) -> str:
-    """The stage's checked-in config with its seed (and --data-root / --quick edits) dumped
-    into its work dir: what tools/train.py runs."""
+def prepare_stage(stage: dict, args, checkpoint=None, eager: bool = False) -> str:
+    """The stage's checked-in config with its seed (and --data-root / --quick /
+    --compile-blocks edits; ``eager`` leaves --compile-blocks out) dumped into its work
+    dir: what tools/train.py runs."""
     cfg = Config.fromfile(stage['config'])
     cfg.randomness = dict(seed=stage['seed'], diff_rank_seed=True)
     kind = stage['kind']
@@ -670,7 +671,7 @@ def prepare_stage(stage: dict, args, checkpoint=None) -> str:
             for key in ('train_dataset', 'test_dataset', 'dataset'):
                 if key in hook:
                     hook[key]['data_root'] = args.data_root
-    compile_mode = getattr(args, 'compile_blocks', None)
+    compile_mode = None if eager else getattr(args, 'compile_blocks', None)
     if compile_mode and kind != 'random-init':  # --compile-blocks: the stages that train
         set_compile_blocks(cfg.model, compile_mode)
     workers = getattr(args, 'loader_workers', None)
@@ -718,8 +719,24 @@ def run_stage(stage: dict, args, checkpoint=None) -> dict:
             return dict(json.load(f), cached=True)
     run = train(prepare_stage(stage, args, checkpoint), stage['work_dir'], args.amp,
                 env=stage_env(args), deadline=getattr(args, 'deadline', None))
+    fallback = None
+    if (getattr(args, 'compile_blocks', None) and stage['kind'] != 'random-init'
+            and not run['ok'] and not run.get('stopped')):
+        # --compile-blocks: a stage that fails compiled runs again eager (the same
+        # function), so that one mode's failure on one cell does not cost the grid a cell;
+        # the report lists it, and the compiled run's log is kept beside the new one
+        fallback = run['log'] + '.compiled'
+        os.replace(run['log'], fallback)
+        print(f'  {stage["name"]} seed {stage["seed"]} failed with compiled layers '
+              f'({fallback}); running it again eager', flush=True)
+        first_s = run['seconds']
+        run = train(prepare_stage(stage, args, checkpoint, eager=True), stage['work_dir'],
+                    args.amp, env=stage_env(args), deadline=getattr(args, 'deadline', None))
+        run['seconds'] += first_s
     result = dict(ok=run['ok'], seconds=round(run['seconds'], 1),
                   config=osp.relpath(stage['config'], ROOT), seed=stage['seed'])
+    if fallback:
+        result['compile_fallback'] = osp.relpath(fallback, ROOT)
     if not run['ok']:
         result['error'] = ('stopped at --time-limit' if run.get('stopped')
                            else f'failed, see {run["log"]}')
@@ -1073,6 +1090,9 @@ def write_report(path: str, results: dict, args, command: str, total_s: float) -
               f'time, cached ones included: {stage_minutes(results):.1f} min.']
     if failed:
         lines += ['', 'Failed stages: ' + ', '.join(failed)]
+    fell_back = [k for k, r in results.items() if r.get('compile_fallback')]
+    if fell_back:
+        lines += ['', 'Failed with compiled layers, then ran eager: ' + ', '.join(fell_back)]
     with open(path, 'w') as f:
         f.write('\n'.join(lines) + '\n')
     return rows
