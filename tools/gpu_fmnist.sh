@@ -31,7 +31,9 @@
 # step bound by launches? then 4x the images cost about the same), and the recipe with
 # fused AdamW; then the grid. STEP_COSTS=all also repeats the earlier comparisons (merged
 # optimizer groups against one per parameter, bf16 against fp16, the EMAE and GAN-MAE
-# cells eager).
+# cells eager). STEP_COSTS=only stops after the step costs (no grid), e.g. to time the
+# sharing next in the same sitting: `STEP_COSTS=only bash tools/gpu_fmnist.sh;
+# N=8 LIMIT=60 bash tools/gpu_concurrency.sh`.
 # COMPILE=MODE runs the grid with --compile-blocks MODE (default, reduce-overhead). With
 # STEP_COSTS=1, COMPILE=auto (its default there) picks the mode from the step costs: the
 # one whose MAE-cell and recipe steps both ran and would train a pre-training cell (1584
@@ -115,6 +117,11 @@ if [ "${STEP_COSTS:-0}" != 0 ]; then
     COMPILE=$(sed -n 's/^compile choice: //p' "$OUTDIR/step_costs.txt" | tail -1)
   fi
   LIMIT=$((LIMIT - SECONDS))
+  if [ "${STEP_COSTS}" = only ]; then
+    [ -n "${SMI:-}" ] && kill "$SMI" 2>/dev/null
+    echo "step costs took ${SECONDS}s; STEP_COSTS=only: no grid"
+    exit 0
+  fi
   echo "step costs took ${SECONDS}s; the grid gets the ${LIMIT}s left of LIMIT"
 fi
 [ "${COMPILE:-}" = auto ] && COMPILE=  # auto needs STEP_COSTS=1
