@@ -12,12 +12,13 @@ A step is the model's own ``train_step`` (data preprocessor, forward, backward, 
 step) on a synthetic batch, with the optimizer wrapper(s) the config builds, so MAE,
 EMAE, SBAM/AMR and GAN-MAE (two optimizers) are all measured the same way. A classifier
 config (``mmpretrain.ImageClassifier``, e.g. the fine-tunes under ``configs/fashion_mnist/``)
-is timed the same way on a batch with random labels:
+is timed the same way on a batch with random labels (a ``Pretrained`` init is dropped:
+the weights do not change the cost, and the checkpoint need not exist here):
 
     python tools/benchmark.py configs/fashion_mnist/benchmark/finetune-recipe_vit-mini-p4.py \
         --batch-size 256 --amp auto                # the full-label recipe's step
- FLOPs are
-counted once with ``torch.utils.flop_counter`` (matmuls, convolutions and attention;
+
+FLOPs are counted once with ``torch.utils.flop_counter`` (matmuls, convolutions and attention;
 forward + backward); MFU is that count per second divided by the matmul rate measured
 in the same run for the same precision. With ``--compare mmpretrain`` the same step of
 mmpretrain's MAE (same architecture, batch, mask ratio and precision) runs alternately
@@ -26,6 +27,8 @@ with ours, so both see the same machine state, and the ratio is printed.
 ``--compile-blocks`` sets ``compile_blocks=True`` on our backbone and decoder (each
 transformer layer ``torch.compile``-d in place), also in a compared mmmim config
 (``--compare OTHER_CONFIG``); mmpretrain's model is left as it is.
+The ``--warmup`` steps are timed apart, and printed beside the median: with ``--compile``
+or ``--compile-blocks`` they carry the compilation, which a training run pays once.
 ``--pin-memory`` hands the step a batch in page-locked memory, as a data loader with
 ``pin_memory=True`` does, so the host-to-device copy is not timed as a pageable one.
 ``--profile N`` runs ``torch.profiler`` over N more steps of our model and prints the
