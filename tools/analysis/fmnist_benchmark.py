@@ -39,7 +39,8 @@ it fine-tunes): one cell of this size leaves a GPU mostly idle, so N processes s
 On CUDA they need MPS, which ``--mps`` (the default there) starts for the run: on an H200
 four MAE cells at once ran at 140-185 ms per iteration each without MPS, against 40 ms
 alone, and at 46-64 ms each under MPS (docs/benchmark.md, "On a GPU"). On CUDA
-``--phased`` is the default too: every encoder is pre-trained before any fine-tune starts.
+``--phased`` is the default too: every encoder is pre-trained before any fine-tune starts,
+except the full-label recipe's chain, the critical path, which never waits.
 ``--time-limit S`` starts no stage after S seconds and stops the running ones at S, then
 writes the report from the finished stages (rerun to continue). ``--quick`` shrinks every
 stage (data, iterations, epochs): its accuracies mean nothing.
@@ -847,27 +848,36 @@ def fmt_eta(seconds: float) -> str:
 ENCODER_KINDS = ('pretrain', 'random-init')
 
 
+def is_recipe(stage: dict) -> bool:
+    """A stage of the full-label recipe's chains (the grid's critical path)."""
+    return stage['name'].startswith('recipe-')
+
+
 def run_order(stages: list, jobs: int, phased: bool = False) -> list:
     """Launch order: the plan's (seed-major, so a stopped sequential run has whole seeds);
     with ``jobs > 1`` the full-label recipe's stages first, the longest chain (pre-training
-    then 50 epochs), so that the other slots fill around it. ``phased``: every encoder
-    stage (pre-training, random init, raw pixels) first, the recipe's pre-training at their
-    head, then the training stages (fine-tunes, supervised, the recipe's 50 epochs)."""
+    then 50 epochs), so that the other slots fill around it. ``phased``: then every other
+    encoder stage (pre-training, random init, raw pixels), then the other training stages
+    (fine-tunes, supervised). The recipe's stages keep the head of the order in both: a
+    recipe fine-tune takes the first free slot once its encoder is trained."""
     if jobs == 1:
         return list(stages)
-    first = [s for s in stages if s['name'].startswith('recipe-')]
-    order = first + [s for s in stages if s not in first]
+    first = [s for s in stages if is_recipe(s)]
+    rest = [s for s in stages if s not in first]
     if phased:
-        order = ([s for s in order if s['kind'] in ENCODER_KINDS]
-                 + [s for s in order if s['kind'] not in ENCODER_KINDS])
-    return order
+        rest = ([s for s in rest if s['kind'] in ENCODER_KINDS]
+                + [s for s in rest if s['kind'] not in ENCODER_KINDS])
+    return first + rest
 
 
 def waits_for_phase(stage: dict, pending: list, running: list) -> bool:
     """With ``--phased``: a training stage starts only once no encoder stage is left to
-    start or still running, so that the two kinds never share the device."""
-    return stage['kind'] not in ENCODER_KINDS and any(
-        s['kind'] in ENCODER_KINDS for s in pending + running)
+    start or still running, so that the two kinds never share the device. The recipe's
+    stages never wait: they are the grid's critical path (16 epochs of MAE, then 11750
+    fine-tune steps), and holding its fine-tunes until every encoder is trained would
+    add the whole encoder phase to it. So they share the device with the encoder phase."""
+    return (not is_recipe(stage) and stage['kind'] not in ENCODER_KINDS
+            and any(s['kind'] in ENCODER_KINDS for s in pending + running))
 
 
 def run_grid(args) -> dict:
@@ -1334,7 +1344,8 @@ def parse_args(argv=None):
     parser.add_argument('--phased', action=argparse.BooleanOptionalAction, default=None,
                         help='with --jobs > 1, run every pre-training stage (and random init, '
                              'raw pixels) before any fine-tune, so that the two kinds never '
-                             'share the device (default: on with --device cuda and --jobs > 1, '
+                             'share the device; the full-label recipe\'s stages, the critical '
+                             'path, never wait (default: on with --device cuda and --jobs > 1, '
                              'where pre-training beside fine-tunes was starved; off otherwise)')
     parser.add_argument('--mps', action=argparse.BooleanOptionalAction, default=None,
                         help='start CUDA MPS for the run (tools/gpu_mps.sh) unless a daemon '
