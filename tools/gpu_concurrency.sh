@@ -9,7 +9,8 @@
 #
 # Settings (environment): CONFIG (default configs/fashion_mnist/benchmark/gpu/mae.py), N (4),
 # ITERS (300), WORKERS (loader workers per process, 3), DATA_ROOT (default data/fashion-mnist
-# where it exists), LIMIT (seconds per setting, 90), PYTHON (python3), OUT (gpu_out), EXTRA
+# where it exists), LIMIT (seconds per setting, 90), SETTINGS (which of "alone shared mps"
+# to run, in that order; default all three), PYTHON (python3), OUT (gpu_out), EXTRA
 # (more --cfg-options, e.g. "model.backbone.compile_blocks=True model.neck.compile_blocks=True"
 # to time the compiled layers).
 set -uo pipefail
@@ -52,6 +53,11 @@ setting() {  # LABEL COPIES
   echo "== $1: $2 at once, wall $((SECONDS - start)) s"
 }
 echo "$CONFIG, $ITERS iterations, $WORKERS loader workers, OMP_NUM_THREADS=$OMP_NUM_THREADS"
-setting alone 1
-setting shared "$N"
-mps_start && setting mps "$N"
+for what in ${SETTINGS:-alone shared mps}; do
+  case "$what" in
+    alone) setting alone 1 ;;
+    shared) setting shared "$N" ;;
+    mps) mps_start && setting mps "$N" ;;
+    *) echo "SETTINGS: unknown setting '$what'; use alone, shared and/or mps"; exit 2 ;;
+  esac
+done

@@ -33,7 +33,7 @@
 # optimizer groups against one per parameter, bf16 against fp16, the EMAE and GAN-MAE
 # cells eager). STEP_COSTS=only stops after the step costs (no grid), e.g. to time the
 # sharing next in the same sitting: `STEP_COSTS=only bash tools/gpu_fmnist.sh;
-# N=8 LIMIT=60 bash tools/gpu_concurrency.sh`.
+# SETTINGS=mps N=8 WORKERS=1 ITERS=200 LIMIT=60 bash tools/gpu_concurrency.sh`.
 # COMPILE=MODE runs the grid with --compile-blocks MODE (default, reduce-overhead). With
 # STEP_COSTS=1, COMPILE=auto (its default there) picks the mode from the step costs: the
 # one whose MAE-cell and recipe steps both ran and would train a pre-training cell (1584
@@ -75,7 +75,7 @@ if [ "${STEP_COSTS:-0}" != 0 ]; then
   C=configs/fashion_mnist/benchmark
   # --profile: after the timed steps, the operators and CUDA launches of 3 more
   if [ "$DRY" = 1 ]; then STEP=(--device cpu --batch-size 8 --steps 1 --warmup 1); AMP=bf16; BIG=16
-  else STEP=(--batch-size 256 --steps 40 --warmup 5); AMP=fp16; BIG=1024; fi
+  else STEP=(--batch-size 256 --steps 30 --warmup 3); AMP=fp16; BIG=1024; fi
   STEP+=(--profile 3 --profile-rows 12)
   step() {  # NAME LIMIT ARGS...: one tools/benchmark.py run, its log in OUTDIR
     local name="$1" limit="$2"; shift 2
