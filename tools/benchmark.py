@@ -51,7 +51,7 @@ import torch
 from mmengine.config import DictAction
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from mmmim.utils.benchmark import matmul_rate, sync  # noqa: E402
+from mmmim.utils.benchmark import matmul_rate, set_compile_blocks, sync  # noqa: E402
 from mmmim.utils.precision import describe_cpu, resolve_amp_choice  # noqa: E402
 
 
@@ -159,13 +159,6 @@ def drop_pretrained(node):
     elif isinstance(node, (list, tuple)):
         for value in node:
             drop_pretrained(value)
-
-
-def set_compile_blocks(cfg):
-    """``compile_blocks=True`` on the backbone and the decoder of an mmmim config."""
-    cfg.model.backbone.compile_blocks = True
-    if cfg.model.get('neck') is not None:
-        cfg.model.neck.compile_blocks = True
 
 
 def optim_cfg(cfg_optim, amp, device, adamw):
@@ -294,7 +287,7 @@ def main():
         if args.img_size:
             cfg.model.backbone.img_size = args.img_size
         if args.compile_blocks:
-            set_compile_blocks(cfg)
+            set_compile_blocks(cfg.model, 'default', '--compile-blocks')
         return cfg
 
     cfg = load(args.config)

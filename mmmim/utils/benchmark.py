@@ -33,3 +33,28 @@ def matmul_rate(dtype, device, n: int = None, seconds: float = 1.5) -> float:
             sync(device)
     sync(device)
     return 2 * n**3 * count / (time.perf_counter() - start)
+
+
+# The modules whose transformer layers can be compiled in place (``compile_blocks``,
+# :func:`mmmim.models.layers.compile_blocks`: same outputs, same state dict).
+COMPILABLE = {'backbone': ('MaskedViT', ), 'neck': ('MAEDecoder', )}
+
+
+def set_compile_blocks(model: dict, mode: str = 'default', option: str = 'compile') -> None:
+    """Set ``compile_blocks`` on a model config's MaskedViT backbone and MAE decoder neck,
+    in place: True for ``mode='default'``, else ``dict(mode=mode)`` (e.g.
+    ``'reduce-overhead'``: each compiled layer replayed as a CUDA graph, one launch per
+    layer instead of one per kernel). Used by ``tools/benchmark.py --compile-blocks`` and
+    ``tools/analysis/fmnist_benchmark.py --compile-blocks``; ``option`` names the flag in
+    the error. A model with neither is refused, rather than run eager while the report
+    says compiled."""
+    found = []
+    for key, types in COMPILABLE.items():
+        module = model.get(key)
+        if module and str(module.get('type', '')).split('.')[-1] in types:
+            module['compile_blocks'] = True if mode == 'default' else dict(mode=mode)
+            found.append(key)
+    if not found:
+        names = ' or '.join(t for ts in COMPILABLE.values() for t in ts)
+        raise ValueError(f'{option}: the model ({model.get("type")}) has no {names} to '
+                         f'compile; run it without {option}')

@@ -630,29 +630,6 @@ def _rescale_iters(cfg, new_iters: int) -> None:
         cfg.default_hooks.checkpoint.interval = new_iters
 
 
-# --compile-blocks: the modules whose transformer layers can be compiled in place
-# (``compile_blocks``, mmmim.models.layers.compile_blocks: same outputs, same state dict)
-COMPILABLE = {'backbone': ('MaskedViT', ), 'neck': ('MAEDecoder', )}
-
-
-def set_compile_blocks(model: dict, mode: str) -> None:
-    """``compile_blocks`` on a model config's MaskedViT and MAE decoder: True for
-    ``mode='default'``, else ``dict(mode=mode)`` (e.g. 'reduce-overhead': the compiled
-    layers replayed as CUDA graphs, one launch per layer instead of one per kernel).
-    Refuses a model with neither, rather than run it uncompiled while the report says
-    compiled."""
-    found = []
-    for key, types in COMPILABLE.items():
-        module = model.get(key)
-        if module and str(module.get('type', '')).split('.')[-1] in types:
-            module['compile_blocks'] = True if mode == 'default' else dict(mode=mode)
-            found.append(key)
-    if not found:
-        raise ValueError(f'--compile-blocks: the model ({model.get("type")}) has no '
-                         f'{" or ".join(t for ts in COMPILABLE.values() for t in ts)} to '
-                         'compile; run this grid without --compile-blocks')
-
-
 def prepare_stage(stage: dict, args, checkpoint=None, eager: bool = False) -> str:
     """The stage's checked-in config with its seed (and --data-root / --quick /
     --compile-blocks edits; ``eager`` leaves --compile-blocks out) dumped into its work
@@ -674,7 +651,8 @@ def prepare_stage(stage: dict, args, checkpoint=None, eager: bool = False) -> st
                     hook[key]['data_root'] = args.data_root
     compile_mode = None if eager else getattr(args, 'compile_blocks', None)
     if compile_mode and kind != 'random-init':  # --compile-blocks: the stages that train
-        set_compile_blocks(cfg.model, compile_mode)
+        from mmmim.utils.benchmark import set_compile_blocks
+        set_compile_blocks(cfg.model, compile_mode, '--compile-blocks')
     workers = getattr(args, 'loader_workers', None)
     if workers is not None:  # --loader-workers (on CUDA by default)
         cfg.train_dataloader.num_workers = workers
