@@ -76,7 +76,7 @@ if [ "${STEP_COSTS:-0}" != 0 ]; then
   # --profile: after the timed steps, the operators and CUDA launches of 3 more
   if [ "$DRY" = 1 ]; then STEP=(--device cpu --batch-size 8 --steps 1 --warmup 1); AMP=bf16; BIG=16
   else STEP=(--batch-size 256 --steps 30 --warmup 3); AMP=fp16; BIG=1024; fi
-  STEP+=(--profile 3 --profile-rows 12)
+  if [ "$DRY" = 1 ]; then STEP+=(--profile 1 --profile-rows 3); else STEP+=(--profile 3 --profile-rows 12); fi
   step() {  # NAME LIMIT ARGS...: one tools/benchmark.py run, its log in OUTDIR
     local name="$1" limit="$2"; shift 2
     timeout -k 10 "$limit" "$PY" tools/benchmark.py "${STEP[@]}" "$@" \

@@ -1,0 +1,31 @@
+"""tools/gpu_fmnist.sh, the script a GPU sitting runs once, checked on the CPU
+(GPU_SESSION_DRY=1): a broken step in it would cost a scarce GPU sitting."""
+import os
+import os.path as osp
+import re
+import subprocess
+import sys
+
+ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
+# the steps STEP_COSTS=1 times, and what tools/analysis/step_choice.py reads
+STEPS = ('crop', 'recipe', 'compiled', 'recipe-compiled', 'cudagraphs', 'recipe-cudagraphs',
+         'gan-mae-cudagraphs', 'batch16', 'recipe-batch16', 'recipe-fused')
+
+
+def test_the_step_costs_run_every_step_and_choose_a_mode(tmp_path):
+    env = dict(os.environ, GPU_SESSION_DRY='1', STEP_COSTS='only', OUT=str(tmp_path),
+               PYTHON=sys.executable)
+    proc = subprocess.run(['bash', 'tools/gpu_fmnist.sh'], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=1200)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0, out[-3000:]
+    table = (tmp_path / 'step_costs.txt').read_text()
+    for name in STEPS:
+        assert re.search(rf'^{re.escape(name)} \(rc 0\):', table, re.M), (name, table)
+        log = (tmp_path / f'step_{name}.log').read_text()
+        assert re.search(r'^\s*mmmim:\s+[\d.]+ ms/step.*warm-up step\(s\)', log, re.M), name
+        assert 'operator calls per step' in log, name  # the profile ran after the timing
+    choice = re.findall(r'^compile choice: (\S+)$', table, re.M)
+    assert choice and choice[-1] in ('eager', 'default', 'reduce-overhead'), table
+    assert 'STEP_COSTS=only: no grid' in out
+    assert not (tmp_path / 'grid.log').exists()
