@@ -74,7 +74,7 @@ fi
 if [ "${STEP_COSTS:-0}" != 0 ]; then
   C=configs/fashion_mnist/benchmark
   # --profile: after the timed steps, the operators and CUDA launches of 3 more
-  if [ "$DRY" = 1 ]; then STEP=(--device cpu --batch-size 8 --steps 1 --warmup 1); AMP=bf16; BIG=16
+  if [ "$DRY" = 1 ]; then STEP=(--device cpu --batch-size 8 --steps 1 --warmup 1); AMP=auto; BIG=16
   else STEP=(--batch-size 256 --steps 30 --warmup 3); AMP=fp16; BIG=1024; fi
   if [ "$DRY" = 1 ]; then STEP+=(--profile 1 --profile-rows 3); else STEP+=(--profile 3 --profile-rows 12); fi
   step() {  # NAME LIMIT ARGS...: one tools/benchmark.py run, its log in OUTDIR
