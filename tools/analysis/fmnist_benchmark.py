@@ -630,6 +630,12 @@ def _rescale_iters(cfg, new_iters: int) -> None:
         cfg.default_hooks.checkpoint.interval = new_iters
 
 
+def compile_mode_of(stage: dict, args):
+    """The --compile-blocks mode a stage runs with: None for the probe-only stages (random
+    init, raw pixels) and without the option."""
+    return getattr(args, 'compile_blocks', None) if stage['kind'] != 'random-init' else None
+
+
 def prepare_stage(stage: dict, args, checkpoint=None, eager: bool = False) -> str:
     """The stage's checked-in config with its seed (and --data-root / --quick /
     --compile-blocks edits; ``eager`` leaves --compile-blocks out) dumped into its work
@@ -649,8 +655,8 @@ def prepare_stage(stage: dict, args, checkpoint=None, eager: bool = False) -> st
             for key in ('train_dataset', 'test_dataset', 'dataset'):
                 if key in hook:
                     hook[key]['data_root'] = args.data_root
-    compile_mode = None if eager else getattr(args, 'compile_blocks', None)
-    if compile_mode and kind != 'random-init':  # --compile-blocks: the stages that train
+    compile_mode = None if eager else compile_mode_of(stage, args)
+    if compile_mode:
         from mmmim.utils.benchmark import set_compile_blocks
         set_compile_blocks(cfg.model, compile_mode, '--compile-blocks')
     workers = getattr(args, 'loader_workers', None)
@@ -696,11 +702,12 @@ def run_stage(stage: dict, args, checkpoint=None) -> dict:
     if osp.exists(done):
         with open(done) as f:
             return dict(json.load(f), cached=True)
-    run = train(prepare_stage(stage, args, checkpoint), stage['work_dir'], args.amp,
-                env=stage_env(args), deadline=getattr(args, 'deadline', None))
-    fallback = None
-    if (getattr(args, 'compile_blocks', None) and stage['kind'] != 'random-init'
-            and not run['ok'] and not run.get('stopped')):
+    def launch(eager=False):
+        return train(prepare_stage(stage, args, checkpoint, eager=eager), stage['work_dir'],
+                     args.amp, env=stage_env(args), deadline=getattr(args, 'deadline', None))
+
+    run, fallback = launch(), None
+    if compile_mode_of(stage, args) and not run['ok'] and not run.get('stopped'):
         # --compile-blocks: a stage that fails compiled runs again eager (the same
         # function), so that one mode's failure on one cell does not cost the grid a cell;
         # the report lists it, and the compiled run's log is kept beside the new one
@@ -709,8 +716,7 @@ def run_stage(stage: dict, args, checkpoint=None) -> dict:
         print(f'  {stage["name"]} seed {stage["seed"]} failed with compiled layers '
               f'({fallback}); running it again eager', flush=True)
         first_s = run['seconds']
-        run = train(prepare_stage(stage, args, checkpoint, eager=True), stage['work_dir'],
-                    args.amp, env=stage_env(args), deadline=getattr(args, 'deadline', None))
+        run = launch(eager=True)
         run['seconds'] += first_s
     result = dict(ok=run['ok'], seconds=round(run['seconds'], 1),
                   config=osp.relpath(stage['config'], ROOT), seed=stage['seed'])

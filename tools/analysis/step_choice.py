@@ -24,7 +24,7 @@ LOGS = {
     'default': dict(mae='compiled', recipe='recipe-compiled'),
     'reduce-overhead': dict(mae='cudagraphs', recipe='recipe-cudagraphs'),
 }
-ROW = re.compile(r'^\s*mmmim:\s+([\d.]+) ms/step.*?(\d+) warm-up step\(s\) ([\d.]+) s\)', re.M)
+ROW = re.compile(r'^\s*mmmim:\s+([\d.]+) ms/step.*?warm-up step\(s\) ([\d.]+) s\)', re.M)
 
 
 def read_step(path: str):
@@ -33,7 +33,7 @@ def read_step(path: str):
         return None
     with open(path) as f:
         match = ROW.search(f.read())
-    return (float(match.group(1)), float(match.group(3))) if match else None
+    return (float(match.group(1)), float(match.group(2))) if match else None
 
 
 def estimates(out_dir: str, steps: dict) -> dict:
