@@ -1,11 +1,14 @@
 """tools/gpu_mps.sh (MPS start/stop for fmnist_benchmark.py --mps and gpu_concurrency.sh)
 against a stand-in nvidia-cuda-mps-control: the pipe folder it exports is the one
 fmnist_benchmark.py's mps_active() reads, stopping removes the daemon, and without the
-binary it says so and fails so that the caller runs on without MPS."""
+binary it says so and fails so that the caller runs on without MPS; and
+tools/gpu_concurrency.sh run through on the CPU against the same stand-in."""
 import os
 import os.path as osp
+import re
 import shutil
 import subprocess
+import sys
 
 from conftest import load_tool
 
@@ -87,3 +90,30 @@ def test_the_report_names_the_mps_state_of_the_run_not_of_the_moment(monkeypatch
     assert 'MPS off)' in bench.hardware('cuda', mps=False)
     assert 'MPS off)' in bench.hardware('cuda')  # no record: whether one answers now
     assert bench.parse_args(['--device', 'cuda', '--jobs', '4']).mps_on is None
+
+
+def test_concurrency_script_times_each_setting(tmp_path):
+    """tools/gpu_concurrency.sh on the CPU, with a stand-in MPS daemon and a tiny Fashion-MNIST:
+    one run alone and two under MPS, each logging its seconds per iteration. The first GPU
+    sitting runs this script; a broken option in it would cost that sitting."""
+    import numpy as np
+    from test_fashion_mnist import write_idx
+    root = tmp_path / 'fmnist'
+    root.mkdir()
+    rng = np.random.default_rng(0)
+    for prefix in ('train', 't10k'):
+        write_idx(root / f'{prefix}-images-idx3-ubyte.gz', rng.integers(0, 255, (64, 28, 28)))
+        write_idx(root / f'{prefix}-labels-idx1-ubyte.gz', np.arange(64) % 10)
+    env = dict(os.environ, PATH=_fake_binary(tmp_path), PYTHON=sys.executable, OUT=str(tmp_path / 'out'),
+               DATA_ROOT=str(root), SETTINGS='alone mps', N='2', ITERS='4', LOG_EVERY='1',
+               WORKERS='1', LIMIT='300', EXTRA='train_dataloader.batch_size=8')
+    env.pop('CUDA_MPS_PIPE_DIRECTORY', None)
+    proc = subprocess.run(['bash', 'tools/gpu_concurrency.sh'], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=900)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0, out[-3000:]
+    for run in ('alone1', 'mps1', 'mps2'):
+        assert re.search(rf'^{run}: exit 0, logged to iteration 4 of 4, [\d.]+ ms per iteration$',
+                         out, re.M), (run, out[-3000:])
+    assert re.search(r'^== alone: 1 at once, wall \d+ s$', out, re.M), out[-3000:]
+    assert re.search(r'^== mps: 2 at once, wall \d+ s$', out, re.M), out[-3000:]

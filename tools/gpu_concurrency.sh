@@ -9,7 +9,8 @@
 #
 # Settings (environment): CONFIG (default configs/fashion_mnist/benchmark/gpu/mae.py), N (4),
 # ITERS (300), WORKERS (loader workers per process, 3), DATA_ROOT (default data/fashion-mnist
-# where it exists), LIMIT (seconds per setting, 90), SETTINGS (which of "alone shared mps"
+# where it exists), LIMIT (seconds per setting, 90), LOG_EVERY (iterations per logged interval,
+# 25), SETTINGS (which of "alone shared mps"
 # to run, in that order; default all three), PYTHON (python3), OUT (gpu_out), EXTRA
 # (more --cfg-options, e.g. "model.backbone.compile_blocks=True model.neck.compile_blocks=True"
 # to time the compiled layers).
@@ -22,6 +23,7 @@ N="${N:-4}"
 ITERS="${ITERS:-300}"
 WORKERS="${WORKERS:-3}"
 LIMIT="${LIMIT:-90}"
+LOG_EVERY="${LOG_EVERY:-25}"
 DATA_ROOT="${DATA_ROOT:-}"
 [ -z "$DATA_ROOT" ] && [ -d data/fashion-mnist ] && DATA_ROOT=data/fashion-mnist
 mkdir -p "$OUTDIR" && OUTDIR="$(cd "$OUTDIR" && pwd)"
@@ -30,7 +32,7 @@ source tools/gpu_mps.sh
 export OMP_NUM_THREADS="${OMP_NUM_THREADS:-$(( $(nproc) / N > 0 ? $(nproc) / N : 1 ))}"
 WORK="$(mktemp -d /tmp/mmmim-concurrency.XXXXXX)"
 trap 'mps_stop; rm -rf "$WORK"' EXIT
-OPTS=(train_cfg.max_iters="$ITERS" custom_hooks=[] default_hooks.logger.interval=25
+OPTS=(train_cfg.max_iters="$ITERS" custom_hooks=[] default_hooks.logger.interval="$LOG_EVERY"
       train_dataloader.num_workers="$WORKERS")
 [ -n "$DATA_ROOT" ] && OPTS+=(train_dataloader.dataset.data_root="$DATA_ROOT")
 # shellcheck disable=SC2206  # EXTRA is a list of key=value options
