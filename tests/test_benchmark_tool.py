@@ -122,28 +122,41 @@ def _step_log(path, ms, warmup_s, name='mmmim'):
 @pytest.mark.parametrize('timings,want', [
     # CUDA graphs: 1584 x 10 ms + 11750 x 12 ms + 2 x 30 s warm-up, far below eager's
     (dict(crop=(40, 1), recipe=(42, 1), compiled=(30, 20), **{'recipe-compiled': (33, 20)},
-          cudagraphs=(10, 30), **{'recipe-cudagraphs': (12, 30)}), 'reduce-overhead'),
+          cudagraphs=(10, 30), **{'recipe-cudagraphs': (12, 30)}), ('reduce-overhead', 256)),
     # the CUDA-graph runs failed (no timing row): the compiled layers, if they gain 10%
     (dict(crop=(40, 1), recipe=(42, 1), compiled=(30, 20), **{'recipe-compiled': (33, 20)},
-          cudagraphs=None, **{'recipe-cudagraphs': (12, 30)}), 'default'),
+          cudagraphs=None, **{'recipe-cudagraphs': (12, 30)}), ('default', 256)),
     # a gain under 10% (warm-up included) keeps eager
     (dict(crop=(40, 1), recipe=(42, 1), compiled=(38, 5), **{'recipe-compiled': (40, 5)}),
-     'eager'),
+     ('eager', 256)),
     # no eager timing: nothing to compare with
-    (dict(compiled=(10, 1), **{'recipe-compiled': (10, 1)}), 'eager'),
+    (dict(compiled=(10, 1), **{'recipe-compiled': (10, 1)}), ('eager', 256)),
+    # launch-bound: 1024 images a step cost 48 ms against 42 at 256, so the recipe's 2950
+    # steps at 1024 beat its 11750 at 256, compiled or not
+    (dict(crop=(40, 1), recipe=(42, 1), compiled=(30, 20), **{'recipe-compiled': (33, 20)},
+          **{'recipe-batch1024': (48, 1)}), ('eager', 1024)),
+    # but not when the batch-1024 step costs 4x: then the batch gains nothing
+    (dict(crop=(40, 1), recipe=(42, 1), **{'recipe-batch1024': (168, 1)}), ('eager', 256)),
+    # nor when CUDA graphs make the batch-256 steps cheaper still
+    (dict(crop=(40, 1), recipe=(42, 1), cudagraphs=(5, 30), **{'recipe-cudagraphs': (6, 30)},
+          **{'recipe-batch1024': (48, 1)}), ('reduce-overhead', 256)),
 ])
-def test_step_choice_picks_the_fastest_mode_that_ran(tmp_path, timings, want):
+def test_step_choice_picks_the_fastest_choice_that_ran(tmp_path, timings, want):
     for name, timing in timings.items():
         if timing is None:
             (tmp_path / f'step_{name}.log').write_text('Traceback: CUDA graph capture failed\n')
         else:
             _step_log(tmp_path / f'step_{name}.log', *timing)
-    est = step_choice.estimates(str(tmp_path), dict(mae=1584, recipe=11750))
+    est = step_choice.estimates(str(tmp_path), dict(mae=1584, recipe=11750, recipe1024=2950))
     if timings.get('crop'):
-        assert est['eager'] == pytest.approx(2 + (1584 * 40 + 11750 * 42) / 1000)
+        assert est['eager', 256] == pytest.approx(2 + (1584 * 40 + 11750 * 42) / 1000)
+        if timings.get('recipe-batch1024'):
+            ms = timings['recipe-batch1024'][0]
+            assert est['eager', 1024] == pytest.approx(2 + (1584 * 40 + 2950 * ms) / 1000)
     assert step_choice.choose(est, 0.1) == want
     env = {**os.environ, 'PYTHONPATH': REPO}
     proc = subprocess.run([sys.executable, 'tools/analysis/step_choice.py', str(tmp_path)],
                           cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
-    assert proc.stdout.strip().splitlines()[-1] == f'compile choice: {want}'
+    assert proc.stdout.strip().splitlines()[-2:] == [f'compile choice: {want[0]}',
+                                                     f'recipe batch choice: {want[1]}']

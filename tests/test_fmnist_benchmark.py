@@ -610,3 +610,43 @@ def test_a_stage_that_fails_compiled_runs_again_eager(tmp_path, monkeypatch):
         stop_compiled, calls[:] = True, []  # stopped at --time-limit: not run again
         result = bench.run_stage(stage, args)
         assert calls == [True] and not result['ok'] and 'time-limit' in result['error']
+
+
+def test_recipe_batch_1024_is_the_same_recipe_in_its_own_stages(tmp_path, monkeypatch):
+    """--recipe-batch 1024 runs finetune-recipe_vit-mini-p4_b1024.py: the batch-256 recipe
+    with only the batch (1024) and the lr (scaled by sqrt(4)) changed, in stages and work
+    dirs of its own (a batch-256 run's cached result is never read as its result), and the
+    report names it."""
+    from mmengine.config import Config
+    base, big = (Config.fromfile(bench.RECIPE_CONFIGS[b]) for b in (256, 1024))
+    assert big.train_dataloader.batch_size == 1024 == 4 * base.train_dataloader.batch_size
+    assert big.optim_wrapper.optimizer.lr == pytest.approx(2 * base.optim_wrapper.optimizer.lr)
+    assert big.auto_scale_lr.base_batch_size == 1024
+    for cfg in (base, big):
+        cfg.train_dataloader.batch_size = cfg.optim_wrapper.optimizer.lr = None
+        cfg.auto_scale_lr = None
+    assert base.to_dict() == big.to_dict()  # nothing else differs: epochs, schedule, model...
+
+    args = {b: bench.parse_args(['--device', 'cuda', '--work-dir', str(tmp_path)]
+                                + (['--recipe-batch', str(b)] if b != 256 else []))
+            for b in (256, 1024)}
+    rec = {b: [s for s in bench.plan_stages(a) if s['kind'] == 'recipe'] for b, a in args.items()}
+    assert {s['config'] for s in rec[256]} == {bench.RECIPE_CONFIG}
+    assert {s['config'] for s in rec[1024]} == {bench.RECIPE_CONFIGS[1024]}
+    assert sorted(s['name'] for s in rec[1024]) == sorted(
+        [f'recipe-{arm}/finetune-b1024' for arm in ('mae', 'scratch')] * 2)
+    assert all(s['after'] == 'recipe-mae/pretrain' for s in rec[1024] if 'mae' in s['name'])
+    assert not {s['work_dir'] for s in rec[256]} & {s['work_dir'] for s in rec[1024]}
+
+    results = {f'{arm}/finetune-b1024@{s}': dict(ok=True, top1=top1, seconds=1.)
+               for arm, tops in (('recipe-mae', (93.1, 93.3)), ('recipe-scratch', (91.0, 91.4)))
+               for s, top1 in enumerate(tops)}
+    results.update({f'recipe-mae/finetune@{s}': dict(ok=True, top1=10., seconds=1.)
+                    for s in range(2)})  # batch-256 results in the same run: not this table
+    monkeypatch.setattr(bench, 'hardware', lambda device, mps: 'a GPU')  # none here
+    args[1024].mps_on = True
+    rows = bench.write_report(str(tmp_path / 'report.md'), results, args[1024], 'cmd', 1.)
+    assert next(r for r in rows if r['method'] == 'recipe')['mae'] == [93.1, 93.3]
+    text = (tmp_path / 'report.md').read_text()
+    assert 'batch 1024' in text and 'finetune-recipe_vit-mini-p4_b1024.py' in text
+    assert '93.20 ± 0.14' in text and '91.20 ± 0.28' in text and '10.00' not in text

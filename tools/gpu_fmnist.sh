@@ -39,7 +39,11 @@
 # one whose MAE-cell and recipe steps both ran and would train a pre-training cell (1584
 # steps) plus the recipe (11750 steps) in the least time, warm-up (compilation) included,
 # if that is at least 10% less than eager; else eager. The choice is printed and written
-# to step_costs.txt.
+# to step_costs.txt. RECIPE_BATCH=1024 runs the full-label recipe at 1024 images a step
+# (--recipe-batch 1024: the same 50 epochs in 2950 steps); with STEP_COSTS=1 RECIPE_BATCH=auto
+# (its default there) takes it where eager at that batch beats every mode at 256 by the
+# same 10% (tools/analysis/step_choice.py; only eager is timed at 1024, so a batch of 1024
+# comes with eager layers when chosen this way). Without STEP_COSTS: 256.
 # GPU_SESSION_DRY=1 runs the same commands on the CPU (a --quick grid, a batch of 8 and one
 # step per timing), to check the script without a GPU (minutes; the figures mean nothing).
 set -uo pipefail
@@ -109,13 +113,13 @@ if [ "${STEP_COSTS:-0}" != 0 ]; then
       step emae 90 $C/gpu/emae.py --amp $AMP
       step gan-mae 90 $C/gpu/gan-mae.py --amp $AMP
     fi
-    if [ "${COMPILE:-auto}" = auto ]; then
-      "$PY" tools/analysis/step_choice.py "$OUTDIR" --steps mae=1584 recipe=11750
-    fi
+    "$PY" tools/analysis/step_choice.py "$OUTDIR" --big-batch $BIG \
+      --steps mae=1584 recipe=11750 recipe1024=2950
   } | tee "$OUTDIR/step_costs.txt"
-  if [ "${COMPILE:-auto}" = auto ]; then
+  [ "${COMPILE:-auto}" = auto ] &&
     COMPILE=$(sed -n 's/^compile choice: //p' "$OUTDIR/step_costs.txt" | tail -1)
-  fi
+  [ "${RECIPE_BATCH:-auto}" = auto ] &&
+    RECIPE_BATCH=$(sed -n 's/^recipe batch choice: //p' "$OUTDIR/step_costs.txt" | tail -1)
   LIMIT=$((LIMIT - SECONDS))
   if [ "${STEP_COSTS}" = only ]; then
     [ -n "${SMI:-}" ] && kill "$SMI" 2>/dev/null
@@ -126,6 +130,8 @@ if [ "${STEP_COSTS:-0}" != 0 ]; then
 fi
 [ "${COMPILE:-}" = auto ] && COMPILE=  # auto needs STEP_COSTS=1
 [ "${COMPILE:-eager}" = eager ] || DEVICE_ARGS+=(--compile-blocks "$COMPILE")
+[ "${RECIPE_BATCH:-auto}" = auto ] && RECIPE_BATCH=256
+DEVICE_ARGS+=(--recipe-batch "$RECIPE_BATCH")
 DATA_ARGS=()
 if [ -n "$DATA_ROOT" ]; then
   [ -d "$DATA_ROOT" ] || {

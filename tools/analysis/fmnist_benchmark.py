@@ -69,6 +69,11 @@ CONFIG_DIR = osp.join(ROOT, 'configs', 'fashion_mnist')
 BENCH_DIR = osp.join(CONFIG_DIR, 'benchmark')
 FINETUNE_CONFIG = osp.join(CONFIG_DIR, 'finetune_vit-mini-p4.py')
 RECIPE_CONFIG = osp.join(BENCH_DIR, 'finetune-recipe_vit-mini-p4.py')
+# --recipe-batch -> the recipe's config: the same 50 epochs at 1024 images a step take a
+# quarter of the steps (for a GPU, where the step of this model costs about the same at
+# either batch; docs/benchmark.md, "The recipe at batch 1024")
+RECIPE_CONFIGS = {256: RECIPE_CONFIG,
+                  1024: osp.join(BENCH_DIR, 'finetune-recipe_vit-mini-p4_b1024.py')}
 MAIN_JOB_CONFIG = osp.join(CONFIG_DIR, 'mae_vit-mini-p4_4e.py')
 # the recipe's pre-trained arm: the main job's MAE for 16 epochs (on the CPU, with the
 # 10-epoch recipe, 16 pre-training epochs gave +2.2 points over 4; README)
@@ -782,8 +787,9 @@ def plan_stages(args) -> list:
     if g['recipe'] and args.baselines and args.recipe:
         for seed in range(min(g['recipe_seeds'], args.seeds)):
             add('recipe-mae/pretrain', 'pretrain', RECIPE_PRETRAIN_CONFIG, seed)
-            add('recipe-mae/finetune', 'recipe', RECIPE_CONFIG, seed, after='recipe-mae/pretrain')
-            add('recipe-scratch/finetune', 'recipe', RECIPE_CONFIG, seed)
+            config, leaf = RECIPE_CONFIGS[args.recipe_batch], recipe_stage(args)
+            add(f'recipe-mae/{leaf}', 'recipe', config, seed, after='recipe-mae/pretrain')
+            add(f'recipe-scratch/{leaf}', 'recipe', config, seed)
     for s in stages:
         s['cost'] = predicted_seconds(s, args)
     return stages
@@ -830,6 +836,13 @@ def fmt_eta(seconds: float) -> str:
 # training stages). In the first H200 run they crawled beside the fine-tunes; the second run
 # showed them as slow among themselves without MPS (docs/benchmark.md, "On a GPU").
 ENCODER_KINDS = ('pretrain', 'random-init')
+
+
+def recipe_stage(args) -> str:
+    """The recipe fine-tune's stage name (its work dir): a batch other than 256 gets its own,
+    so that its runs never take the batch-256 runs' cached results, or the reverse."""
+    batch = args.recipe_batch
+    return 'finetune' if batch == 256 else f'finetune-b{batch}'
 
 
 def is_recipe(stage: dict) -> bool:
@@ -1058,13 +1071,15 @@ def write_report(path: str, results: dict, args, command: str, total_s: float) -
                          **{p: [get(r) for r in eq] for p, get in PROTOCOLS}))
     rec_n = min(GRIDS[args.grid].get('recipe_seeds', 0), n)
     runs = lambda vs: ', '.join('—' if v is None else f'{v:.2f}' for v in vs)  # noqa: E731
-    rec = {arm: [r.get('top1') for r in gather(results, arm, 'finetune', rec_n)]
+    rec = {arm: [r.get('top1') for r in gather(results, arm, recipe_stage(args), rec_n)]
            for arm in ('recipe-mae', 'recipe-scratch')}
     if any(v is not None for arm in rec.values() for v in arm):
-        rec_epochs = Config.fromfile(RECIPE_CONFIG).train_cfg.max_epochs
+        rec_cfg = Config.fromfile(RECIPE_CONFIGS[args.recipe_batch])
+        rec_epochs = rec_cfg.train_cfg.max_epochs
         pre_epochs = Config.fromfile(RECIPE_PRETRAIN_CONFIG).train_cfg.max_epochs
-        lines += ['', f'## Full-label fine-tune recipe ({rec_epochs} epochs, main-job model)', '',
-                  'configs/fashion_mnist/benchmark/finetune-recipe_vit-mini-p4.py; seed s '
+        lines += ['', f'## Full-label fine-tune recipe ({rec_epochs} epochs, batch '
+                  f'{rec_cfg.train_dataloader.batch_size}, main-job model)', '',
+                  f'{osp.relpath(RECIPE_CONFIGS[args.recipe_batch], ROOT)}; seed s '
                   'pre-trains and fine-tunes with seed s.', '',
                   '| start | top-1 | runs |', '|---|---:|---|',
                   f'| MAE ({osp.basename(RECIPE_PRETRAIN_CONFIG)}, {pre_epochs} epochs) | '
@@ -1312,6 +1327,10 @@ def parse_args(argv=None):
     parser.add_argument('--no-recipe', dest='recipe', action='store_false',
                         help='skip the full-label fine-tune recipe of the GPU grid (hours on a '
                              'CPU: e.g. --grid gpu on a CPU)')
+    parser.add_argument('--recipe-batch', type=int, choices=sorted(RECIPE_CONFIGS), default=256,
+                        help='images per step of the full-label recipe (its 50 epochs either way; '
+                             '1024: finetune-recipe_vit-mini-p4_b1024.py, a quarter of the steps, '
+                             'for a GPU, where a step costs about the same at either batch)')
     parser.add_argument('--fp32', dest='amp', action='store_false',
                         help='fp32 everywhere (default: tools/train.py --amp: bf16 on a CPU with '
                              'native bf16, fp32 elsewhere, e.g. AVX2; fp16 on CUDA)')
