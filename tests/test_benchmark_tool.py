@@ -132,9 +132,12 @@ def _step_log(path, ms, warmup_s, name='mmmim'):
     # no eager timing: nothing to compare with
     (dict(compiled=(10, 1), **{'recipe-compiled': (10, 1)}), ('eager', 256)),
     # launch-bound: 1024 images a step cost 48 ms against 42 at 256, so the recipe's 2950
-    # steps at 1024 beat its 11750 at 256, compiled or not
+    # steps at 1024 beat its 11750 at 256, compiled or not (where the batch is allowed)
     (dict(crop=(40, 1), recipe=(42, 1), compiled=(30, 20), **{'recipe-compiled': (33, 20)},
           **{'recipe-batch1024': (48, 1)}), ('eager', 1024)),
+    # ... and not allowed: the fastest at 256
+    (dict(crop=(40, 1), recipe=(42, 1), compiled=(30, 20), **{'recipe-compiled': (33, 20)},
+          **{'recipe-batch1024': (48, 1)}, allow=False), ('default', 256)),
     # but not when the batch-1024 step costs 4x: then the batch gains nothing
     (dict(crop=(40, 1), recipe=(42, 1), **{'recipe-batch1024': (168, 1)}), ('eager', 256)),
     # nor when CUDA graphs make the batch-256 steps cheaper still
@@ -142,6 +145,8 @@ def _step_log(path, ms, warmup_s, name='mmmim'):
           **{'recipe-batch1024': (48, 1)}), ('reduce-overhead', 256)),
 ])
 def test_step_choice_picks_the_fastest_choice_that_ran(tmp_path, timings, want):
+    timings = dict(timings)
+    allow = timings.pop('allow', True)  # --allow-recipe-batch-1024
     for name, timing in timings.items():
         if timing is None:
             (tmp_path / f'step_{name}.log').write_text('Traceback: CUDA graph capture failed\n')
@@ -153,9 +158,12 @@ def test_step_choice_picks_the_fastest_choice_that_ran(tmp_path, timings, want):
         if timings.get('recipe-batch1024'):
             ms = timings['recipe-batch1024'][0]
             assert est['eager', 1024] == pytest.approx(2 + (1584 * 40 + 2950 * ms) / 1000)
-    assert step_choice.choose(est, 0.1) == want
+    assert step_choice.choose(est, 0.1, (256, 1024) if allow else (256, )) == want
+    if want[1] == 256:  # the batch of 1024 is never chosen unless allowed
+        assert step_choice.choose(est, 0.1) == want
     env = {**os.environ, 'PYTHONPATH': REPO}
-    proc = subprocess.run([sys.executable, 'tools/analysis/step_choice.py', str(tmp_path)],
+    proc = subprocess.run([sys.executable, 'tools/analysis/step_choice.py', str(tmp_path)]
+                          + (['--allow-recipe-batch-1024'] if allow else []),
                           cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip().splitlines()[-2:] == [f'compile choice: {want[0]}',

@@ -28,7 +28,7 @@ def test_the_step_costs_run_every_step_and_choose_a_mode(tmp_path):
     choice = re.findall(r'^compile choice: (\S+)$', table, re.M)
     assert choice and choice[-1] in ('eager', 'default', 'reduce-overhead'), table
     batch = re.findall(r'^recipe batch choice: (\S+)$', table, re.M)
-    assert batch and batch[-1] in ('256', '1024'), table
+    assert batch and batch[-1] == '256', table  # 1024 only with RECIPE_BATCH=auto
     # the batch-1024 choice was timed (from the dry run's batch-16 stand-in), not left out
     assert re.search(r'^ +eager, recipe batch 1024: \d+ s for', table, re.M), table
     assert 'STEP_COSTS=only: no grid' in out
