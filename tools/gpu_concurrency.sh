@@ -9,9 +9,9 @@
 #
 # Settings (environment): CONFIG (default configs/fashion_mnist/benchmark/gpu/mae.py), N (4),
 # ITERS (300), WORKERS (loader workers per process, 3), DATA_ROOT (default data/fashion-mnist
-# where it exists), LIMIT (seconds per setting, 90), LOG_EVERY (iterations per logged interval,
-# 25), SETTINGS (which of "alone shared mps"
-# to run, in that order; default all three), PYTHON (python3), OUT (gpu_out), EXTRA
+# where it exists), LIMIT (seconds per setting, 90), LOG_EVERY (iterations per logged
+# interval, 25), SETTINGS (which of "alone shared mps" to run, in that order; default all
+# three), PYTHON (python3), OUT (gpu_out), EXTRA
 # (more --cfg-options, e.g. "model.backbone.compile_blocks=True model.neck.compile_blocks=True"
 # to time the compiled layers).
 set -uo pipefail
