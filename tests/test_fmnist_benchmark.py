@@ -614,13 +614,13 @@ def test_a_stage_that_fails_compiled_runs_again_eager(tmp_path, monkeypatch):
 
 def test_recipe_batch_1024_is_the_same_recipe_in_its_own_stages(tmp_path, monkeypatch):
     """--recipe-batch 1024 runs finetune-recipe_vit-mini-p4_b1024.py: the batch-256 recipe
-    with only the batch (1024) and the lr (scaled by sqrt(4)) changed, in stages and work
+    with only the batch (1024) and the lr (scaled linearly, x4) changed, in stages and work
     dirs of its own (a batch-256 run's cached result is never read as its result), and the
     report names it."""
     from mmengine.config import Config
     base, big = (Config.fromfile(bench.RECIPE_CONFIGS[b]) for b in (256, 1024))
     assert big.train_dataloader.batch_size == 1024 == 4 * base.train_dataloader.batch_size
-    assert big.optim_wrapper.optimizer.lr == pytest.approx(2 * base.optim_wrapper.optimizer.lr)
+    assert big.optim_wrapper.optimizer.lr == pytest.approx(4 * base.optim_wrapper.optimizer.lr)
     assert big.auto_scale_lr.base_batch_size == 1024
     for cfg in (base, big):
         cfg.train_dataloader.batch_size = cfg.optim_wrapper.optimizer.lr = None

@@ -41,8 +41,8 @@
 # if that is at least 10% less than eager; else eager. The choice is printed and written
 # to step_costs.txt, with the estimate for the full-label recipe at 1024 images a step.
 # RECIPE_BATCH=1024 runs the recipe so (--recipe-batch 1024: the same 50 epochs in 2950
-# steps instead of 11750; on the CPU, shortened to 10 epochs, it ended 0.5 points lower:
-# docs/benchmark.md, "The recipe at batch 1024"). RECIPE_BATCH=auto, with STEP_COSTS=1,
+# steps instead of 11750; on the CPU, shortened to 10 epochs, no difference from 256, its
+# 50 epochs not run: docs/benchmark.md, "The recipe at batch 1024"). RECIPE_BATCH=auto, with STEP_COSTS=1,
 # takes it where eager at that batch is the fastest choice by the same 10% (only eager is
 # timed at 1024, so it then comes with eager layers). Default 256.
 # GPU_SESSION_DRY=1 runs the same commands on the CPU (a --quick grid, a batch of 8 and one

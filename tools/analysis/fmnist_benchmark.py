@@ -71,8 +71,8 @@ FINETUNE_CONFIG = osp.join(CONFIG_DIR, 'finetune_vit-mini-p4.py')
 RECIPE_CONFIG = osp.join(BENCH_DIR, 'finetune-recipe_vit-mini-p4.py')
 # --recipe-batch -> the recipe's config: the same 50 epochs at 1024 images a step take a
 # quarter of the steps (for a GPU, if a step of this model costs about the same there at
-# either batch). Not the same result: at 10 epochs it ended 0.53 points lower on the CPU
-# (docs/benchmark.md, "The recipe at batch 1024"), so 256 stays the default.
+# either batch). At 10 epochs on the CPU it showed no difference; the 50 epochs have not
+# run at 1024 (docs/benchmark.md, "The recipe at batch 1024"), so 256 stays the default.
 RECIPE_CONFIGS = {256: RECIPE_CONFIG,
                   1024: osp.join(BENCH_DIR, 'finetune-recipe_vit-mini-p4_b1024.py')}
 MAIN_JOB_CONFIG = osp.join(CONFIG_DIR, 'mae_vit-mini-p4_4e.py')
@@ -1331,7 +1331,7 @@ def parse_args(argv=None):
     parser.add_argument('--recipe-batch', type=int, choices=sorted(RECIPE_CONFIGS), default=256,
                         help='images per step of the full-label recipe (its 50 epochs either way; '
                              '1024: finetune-recipe_vit-mini-p4_b1024.py, a quarter of the steps, '
-                             'which ended 0.53 points lower at 10 epochs on the CPU: '
+                             'no difference at 10 epochs on the CPU, not run at 50: '
                              'docs/benchmark.md, "The recipe at batch 1024")')
     parser.add_argument('--fp32', dest='amp', action='store_false',
                         help='fp32 everywhere (default: tools/train.py --amp: bf16 on a CPU with '

@@ -13,9 +13,10 @@ every choice whose runs all printed a timing, the estimate is ``warm-up + steps 
 ms/step`` per step kind, summed: the warm-up carries the compilation, which every stage of
 the grid pays again when it starts. The fastest choice wins if its estimate is at least
 ``--min-gain`` (10%) below eager's at batch 256; otherwise that. The batch of 1024 is
-printed but taken only with ``--allow-recipe-batch-1024``: it is not the same recipe's
-result (shortened to 10 epochs on the CPU it ended 0.5 points lower; docs/benchmark.md,
-"The recipe at batch 1024"), so trading it for time is the user's call. The last two lines,
+printed but taken only with ``--allow-recipe-batch-1024``: it is not the same recipe (at
+10 epochs on the CPU it showed no difference, with the lr scaled by sqrt(4) it lost 0.5
+points, and its 50 epochs have not run; docs/benchmark.md, "The recipe at batch 1024"),
+so trading it for time is the user's call. The last two lines,
 ``compile choice: MODE`` and ``recipe batch choice: N``, are what ``tools/gpu_fmnist.sh``
 hands to ``fmnist_benchmark.py --compile-blocks`` (``eager``: the option left off) and
 ``--recipe-batch``. A choice whose run failed or was cut by its time limit is never taken.
