@@ -33,3 +33,38 @@ def test_the_step_costs_run_every_step_and_choose_a_mode(tmp_path):
     assert re.search(r'^ +eager, recipe batch 1024: \d+ s for', table, re.M), table
     assert 'STEP_COSTS=only: no grid' in out
     assert not (tmp_path / 'grid.log').exists()
+
+
+def _grid_args(tmp_path, **env_vars):
+    """The fmnist_benchmark.py arguments tools/gpu_fmnist.sh (dry, no step costs) launches
+    the grid with, through a stand-in python that records them instead of running."""
+    fake = tmp_path / 'python'
+    record = tmp_path / 'grid_args.txt'
+    fake.write_text('#!/usr/bin/env bash\n'
+                    '[ "${1:-}" = -c ] && exit 1  # no pytest here: the CUDA tests are skipped\n'
+                    f'printf "%s\\n" "$@" > {record}\n')
+    fake.chmod(0o755)
+    env = dict(os.environ, GPU_SESSION_DRY='1', OUT=str(tmp_path / 'out'), PYTHON=str(fake),
+               WORK_DIR=str(tmp_path / 'work'), **env_vars)
+    for name in ('STEP_COSTS', 'COMPILE', 'RECIPE_BATCH'):
+        if name not in env_vars:
+            env.pop(name, None)
+    proc = subprocess.run(['bash', 'tools/gpu_fmnist.sh'], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    return record.read_text().split('\n')
+
+
+def test_the_grid_gets_the_recipe_batch_and_compile_mode_asked_for(tmp_path):
+    def option(args, name):
+        return args[args.index(name) + 1] if name in args else None
+
+    for env_vars, batch, mode in (({}, '256', None),  # the defaults: no setting at all
+                                  (dict(RECIPE_BATCH='1024'), '1024', None),
+                                  (dict(RECIPE_BATCH='auto'), '256', None),  # needs STEP_COSTS
+                                  (dict(COMPILE='default'), '256', 'default'),
+                                  (dict(COMPILE='eager'), '256', None)):
+        args = _grid_args(tmp_path, **env_vars)
+        assert args[0] == 'tools/analysis/fmnist_benchmark.py', args
+        assert option(args, '--recipe-batch') == batch, (env_vars, args)
+        assert option(args, '--compile-blocks') == mode, (env_vars, args)

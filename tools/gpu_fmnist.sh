@@ -42,9 +42,9 @@
 # to step_costs.txt, with the estimate for the full-label recipe at 1024 images a step.
 # RECIPE_BATCH=1024 runs the recipe so (--recipe-batch 1024: the same 50 epochs in 2950
 # steps instead of 11750; on the CPU, shortened to 10 epochs, no difference from 256, its
-# 50 epochs not run: docs/benchmark.md, "The recipe at batch 1024"). RECIPE_BATCH=auto, with STEP_COSTS=1,
-# takes it where eager at that batch is the fastest choice by the same 10% (only eager is
-# timed at 1024, so it then comes with eager layers). Default 256.
+# 50 epochs not run: docs/benchmark.md, "The recipe at batch 1024"). RECIPE_BATCH=auto,
+# with STEP_COSTS=1, takes it where eager at that batch is the fastest choice by the same
+# 10% (only eager is timed at 1024, so it then comes with eager layers). Default 256.
 # GPU_SESSION_DRY=1 runs the same commands on the CPU (a --quick grid, a batch of 8 and one
 # step per timing), to check the script without a GPU (minutes; the figures mean nothing).
 set -uo pipefail
@@ -133,7 +133,8 @@ if [ "${STEP_COSTS:-0}" != 0 ]; then
 fi
 [ "${COMPILE:-}" = auto ] && COMPILE=  # auto needs STEP_COSTS=1
 [ "${COMPILE:-eager}" = eager ] || DEVICE_ARGS+=(--compile-blocks "$COMPILE")
-[ "${RECIPE_BATCH:-256}" = auto ] && RECIPE_BATCH=256  # auto needs STEP_COSTS=1
+RECIPE_BATCH="${RECIPE_BATCH:-256}"
+[ "$RECIPE_BATCH" = auto ] && RECIPE_BATCH=256  # auto needs STEP_COSTS=1
 DEVICE_ARGS+=(--recipe-batch "$RECIPE_BATCH")
 DATA_ARGS=()
 if [ -n "$DATA_ROOT" ]; then

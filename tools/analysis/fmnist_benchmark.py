@@ -786,9 +786,9 @@ def plan_stages(args) -> list:
             add('supervised/train', 'supervised', osp.join(cells, 'supervised.py'), seed)
             add('raw-pixels/pretrain', 'random-init', osp.join(cells, 'raw-pixels.py'), seed)
     if g['recipe'] and args.baselines and args.recipe:
+        config, leaf = RECIPE_CONFIGS[args.recipe_batch], recipe_stage(args)
         for seed in range(min(g['recipe_seeds'], args.seeds)):
             add('recipe-mae/pretrain', 'pretrain', RECIPE_PRETRAIN_CONFIG, seed)
-            config, leaf = RECIPE_CONFIGS[args.recipe_batch], recipe_stage(args)
             add(f'recipe-mae/{leaf}', 'recipe', config, seed, after='recipe-mae/pretrain')
             add(f'recipe-scratch/{leaf}', 'recipe', config, seed)
     for s in stages:
